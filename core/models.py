@@ -1,0 +1,204 @@
+"""Classifiers: architectures, the normalisation wrapper, and the model registry.
+
+Attacks work in [0, 1] pixel space; mean/std normalisation lives in
+:class:`Normalized`, never in an attack. :data:`MODELS` is the one registry the
+command line and the app share. Weights are plain state dicts read with
+``torch.load(weights_only=True)``: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.datasets import FASHION_MNIST_CLASSES
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MODEL_DIR = ASSETS / "models"
+
+UNKNOWN_MODEL = "unknown model {name!r}; expected one of: {known}"
+NO_WEIGHTS = (
+    "no weights for model {name!r}: expected the file {path}. "
+    "Regenerate it with `{command}`, or pass a weight file."
+)
+BAD_WEIGHTS = "could not load weights for model {name!r} from {path}: {reason}"
+
+
+class Normalized(nn.Module):
+    """Wrap a classifier that expects normalised inputs so that it takes images in [0, 1].
+
+    Args:
+        model: The classifier, applied to ``(x - mean) / std``.
+        mean: Per-channel mean, length C.
+        std: Per-channel standard deviation, length C.
+
+    Shape:
+        Input (N, C, H, W) float in [0, 1]; output (N, n_classes) logits.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+class SmallCNN(nn.Module):
+    """Four 3x3 convolutions and two linear layers for 28x28 images (about 0.47 M parameters).
+
+    Shape:
+        Input (N, C, 28, 28); output (N, n_classes).
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 10, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),  # (N, w, 14, 14)
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),  # (N, 2w, 7, 7)
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(2 * w * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, n_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of the model registry.
+
+    Attributes:
+        name: Registry key, e.g. ``"fmnist-cnn"``.
+        description: One line for people.
+        labels: Class names, index = class id.
+        channels: Input channels the model expects (1 or 3).
+        input_size: Side of the square input the model expects, in pixels.
+        mean: Normalisation mean (applied by :class:`Normalized`).
+        std: Normalisation standard deviation.
+        build: Returns the bare architecture (randomly initialised).
+        weights: File name of the bundled weights under ``assets/models``, if any.
+        train_command: How the bundled weights are regenerated.
+    """
+
+    name: str
+    description: str
+    labels: tuple[str, ...]
+    channels: int
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    build: Callable[[], nn.Module]
+    weights: str | None = None
+    train_command: str = ""
+
+    @property
+    def weights_path(self) -> Path | None:
+        return MODEL_DIR / self.weights if self.weights else None
+
+    def available_offline(self) -> bool:
+        """Whether the weights are on this machine now."""
+        return self.weights_path is not None and self.weights_path.is_file()
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add an entry to :data:`MODELS` (its name must be new)."""
+    if spec.name in MODELS:
+        raise ValueError(f"a model named {spec.name!r} is already registered")
+    MODELS[spec.name] = spec
+    return spec
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """Look a registry entry up by name, with a clear error listing the known names."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(UNKNOWN_MODEL.format(name=name, known=", ".join(MODELS))) from None
+
+
+def load_model(
+    name: str,
+    *,
+    device: torch.device | str = "cpu",
+    weights: str | Path | None = None,
+    pretrained: bool = True,
+) -> Normalized:
+    """Build a registered model, load its weights, wrap it in :class:`Normalized`, put it in eval mode.
+
+    Args:
+        name: Registry key.
+        device: Where the model lives.
+        weights: A state-dict file to load instead of the bundled one.
+        pretrained: Load weights (default). ``False`` gives the randomly initialised architecture.
+
+    Raises:
+        ValueError: unknown name, missing weights, or a weight file that is corrupt,
+            truncated or does not match the architecture.
+    """
+    spec = get_model_spec(name)
+    net = spec.build()
+    if pretrained:
+        path = Path(weights) if weights is not None else spec.weights_path
+        if path is None or not path.is_file():
+            raise ValueError(NO_WEIGHTS.format(name=name, path=path, command=spec.train_command or "n/a"))
+        net.load_state_dict(load_state_dict(path, name=name))
+    model = Normalized(net, spec.mean, spec.std)
+    return model.to(device).eval()
+
+
+def load_state_dict(path: str | Path, *, name: str = "?") -> dict[str, torch.Tensor]:
+    """Read a state dict safely (``weights_only=True``); clear ``ValueError`` on a bad file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        raise ValueError(BAD_WEIGHTS.format(name=name, path=path, reason=_first_line(err))) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(BAD_WEIGHTS.format(name=name, path=path, reason="expected a dict of tensors"))
+    return state
+
+
+_FMNIST = dict(
+    labels=tuple(FASHION_MNIST_CLASSES), channels=1, input_size=28, mean=(0.2860,), std=(0.3530,)
+)
+
+register_model(ModelSpec(
+    name="fmnist-cnn",
+    description="Small CNN (4 conv + 2 linear) trained on Fashion-MNIST",
+    build=lambda: SmallCNN(in_channels=1, n_classes=10),
+    weights="fmnist-cnn.pt",
+    train_command="python -m core train-bundled --model fmnist-cnn",
+    **_FMNIST,
+))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".strip()
+
+
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "Normalized",
+    "SmallCNN",
+    "get_model_spec",
+    "load_model",
+    "load_state_dict",
+    "register_model",
+]
