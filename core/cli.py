@@ -1,0 +1,203 @@
+"""Command line: ``python -m core <command> ...``.
+
+Commands:
+    attack         attack one image and write the result as PNG
+    models         list the model registry and what is available offline
+    measures       list the perceptual measures
+    train-bundled  regenerate a bundled classifier's weights and card
+
+Every error is one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import torch
+
+from core.attacks import ATTACKS, WDRO, AttackResult, get_attack
+from core.device import default_device
+from core.imageio import load_tensor, save_png
+from core.measures import MEASURES
+from core.models import MODELS, get_model_spec, load_model
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+DEFAULT_BUDGET = 0.05  # mean 1 - SSIM of 0.05, i.e. SSIM 0.95, when neither --budget nor --gamma is given
+DEFAULT_EPS = {"pgd-linf": 8 / 255, "fgsm": 8 / 255, "pgd-l2": 1.0}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    attack = commands.add_parser("attack", help="attack one image and write the result as PNG")
+    attack.add_argument("--model", required=True, help=f"registry name ({', '.join(MODELS)})")
+    attack.add_argument("--image", required=True, help="image file (PNG, JPEG, ...)")
+    attack.add_argument("--attack", required=True, choices=sorted(ATTACKS))
+    attack.add_argument("--metric", default="ssim", choices=list(MEASURES), help="transport cost of wdro")
+    form = attack.add_mutually_exclusive_group()
+    form.add_argument("--budget", type=float, help=f"wdro: DRO budget delta (default {DEFAULT_BUDGET})")
+    form.add_argument("--gamma", type=float, help="wdro: fixed multiplier (penalty form)")
+    form.add_argument("--eps", type=float, help="pgd-linf, pgd-l2, fgsm: radius of the ball")
+    attack.add_argument("--linf-cap", type=float, help="wdro: cap on the L-inf norm of the perturbation")
+    attack.add_argument("--steps", type=int, help="ascent steps (default: 100 for wdro, 10 for pgd)")
+    attack.add_argument("--label", type=int, help="true class of the image (default: the clean prediction)")
+    attack.add_argument("--seed", type=int, default=0)
+    attack.add_argument("--out", required=True, help="where to write the attacked image (PNG)")
+    attack.add_argument("--json", action="store_true", help="print one JSON object")
+
+    models = commands.add_parser("models", help="list the model registry")
+    models.add_argument("--json", action="store_true")
+
+    measures = commands.add_parser("measures", help="list the perceptual measures")
+    measures.add_argument("--json", action="store_true")
+
+    train = commands.add_parser("train-bundled", help="regenerate a bundled classifier's weights and card")
+    train.add_argument("--model", required=True, choices=[n for n, s in MODELS.items() if s.weights])
+    train.add_argument("--epochs", type=int, help="override the number of epochs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        device = default_device(args.device)
+        if args.command == "attack":
+            return _attack(args, device)
+        if args.command == "models":
+            return _models(args)
+        if args.command == "measures":
+            return _measures(args)
+        return _train_bundled(args, device)
+    except (ValueError, TypeError, OSError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _attack(args: argparse.Namespace, device: torch.device) -> int:
+    spec = get_model_spec(args.model)
+    model = load_model(args.model, device=device)
+    x = load_tensor(args.image, channels=spec.channels, size=spec.input_size).to(device)
+    cls = get_attack(args.attack)
+    if cls is WDRO:
+        if args.eps is not None:
+            raise ValueError("--eps is for pgd-linf, pgd-l2 and fgsm; wdro takes --budget or --gamma (and --linf-cap)")
+        budget = args.budget if args.gamma is None and args.budget is not None else None
+        if args.gamma is None and budget is None:
+            budget = DEFAULT_BUDGET
+        kwargs = dict(metric=args.metric, gamma=args.gamma, budget=budget, linf_cap=args.linf_cap)
+    else:
+        if args.budget is not None or args.gamma is not None or args.linf_cap is not None:
+            raise ValueError(f"{args.attack} takes --eps, not --budget, --gamma or --linf-cap")
+        kwargs = dict(eps=args.eps if args.eps is not None else DEFAULT_EPS[args.attack])
+    if args.steps is not None and args.attack != "fgsm":
+        kwargs["steps"] = args.steps
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    if args.label is not None and not 0 <= args.label < len(spec.labels):
+        raise ValueError(f"--label: expected a class in [0, {len(spec.labels)}), got {args.label}")
+    y = torch.tensor([args.label], device=device) if args.label is not None else pred
+    result = cls(model, **kwargs)(x, y, seed=args.seed)
+    out = save_png(result.x_adv[0], args.out)
+    report = _attack_report(result, spec.labels, out=str(out), model=args.model, image=args.image)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(_format_attack(report))
+    return 0
+
+
+def _attack_report(result: AttackResult, labels: Sequence[str], **extra: str) -> dict:
+    pred_clean, pred_adv = int(result.pred_clean[0]), int(result.pred_adv[0])
+    gamma = float(result.final_gamma[0])
+    return {
+        **extra,
+        "attack": result.attack,
+        "metric": result.metric,
+        "success": bool(result.success[0]),
+        "label": int(result.y[0]),
+        "pred_clean": pred_clean,
+        "pred_adv": pred_adv,
+        "class_clean": labels[pred_clean],
+        "class_adv": labels[pred_adv],
+        "prob_clean": float(result.prob_clean[0, pred_clean]),
+        "prob_adv": float(result.prob_adv[0, pred_adv]),
+        "gamma": None if gamma != gamma else gamma,  # NaN (no multiplier) -> null
+        "cost": float(result.cost[0]),
+        "steps": result.steps,
+        "measures": {name: float(v[0]) for name, v in result.measures.items()},
+    }
+
+
+def _format_attack(r: dict) -> str:
+    lines = [
+        f"{r['attack']} on {r['model']}: {'SUCCESS' if r['success'] else 'failed'}",
+        f"  clean:    {r['class_clean']} ({r['prob_clean']:.3f})",
+        f"  attacked: {r['class_adv']} ({r['prob_adv']:.3f})",
+        f"  cost ({r['metric']}): {r['cost']:.5g}" + (f", gamma {r['gamma']:.4g}" if r["gamma"] is not None else ""),
+        "  measures: " + ", ".join(f"{MEASURES[k].label} {v:.4g}" for k, v in r["measures"].items()),
+        f"  wrote {r['out']}",
+    ]
+    return "\n".join(lines)
+
+
+def _models(args: argparse.Namespace) -> int:
+    rows = [
+        {
+            "name": s.name,
+            "description": s.description,
+            "input": f"{s.channels}x{s.input_size}x{s.input_size}",
+            "classes": len(s.labels),
+            "available_offline": s.available_offline(),
+        }
+        for s in MODELS.values()
+    ]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            flag = "offline" if r["available_offline"] else "needs weights"
+            print(f"{r['name']:<24} {r['input']:<10} {r['classes']:>5} classes  {flag:<14} {r['description']}")
+    return 0
+
+
+def _measures(args: argparse.Namespace) -> int:
+    rows = [
+        {"name": m.name, "label": m.label, "cost": m.cost_formula, "min_size": m.min_size,
+         "needs_rgb": m.needs_rgb, "higher_is_better": m.higher_is_better}
+        for m in MEASURES.values()
+    ]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            rgb = ", RGB only" if r["needs_rgb"] else ""
+            print(f"{r['name']:<15} cost {r['cost']:<40} min {r['min_size']} px{rgb}")
+    return 0
+
+
+def _train_bundled(args: argparse.Namespace, device: torch.device) -> int:
+    from core.zoo import ZooConfig, train_bundled
+
+    cfg = ZooConfig() if args.epochs is None else ZooConfig(epochs=args.epochs)
+    card = train_bundled(args.model, cfg=cfg, device=device, progress=lambda m: print(m, flush=True))
+    print(json.dumps(card, indent=2))
+    return 0
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
