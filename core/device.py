@@ -12,10 +12,13 @@ def default_device(prefer: str | None = None) -> torch.device:
         prefer: An explicit device string such as ``"cpu"`` or ``"cuda:1"``.
 
     Raises:
-        ValueError: ``prefer`` names CUDA but no CUDA device is available.
+        ValueError: ``prefer`` is not a device string, or names CUDA but none is available.
     """
     if prefer is not None:
-        device = torch.device(prefer)
+        try:
+            device = torch.device(prefer)
+        except RuntimeError:
+            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {prefer!r}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {prefer!r} was asked for, but CUDA is not available on this machine")
         return device

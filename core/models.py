@@ -8,6 +8,8 @@ command line and the app share. Weights are plain state dicts read with
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,7 +159,10 @@ def load_model(
         path = Path(weights) if weights is not None else spec.weights_path
         if path is None or not path.is_file():
             raise ValueError(NO_WEIGHTS.format(name=name, path=path, command=spec.train_command or "n/a"))
-        net.load_state_dict(load_state_dict(path, name=name))
+        try:
+            net.load_state_dict(load_state_dict(path, name=name))
+        except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
+            raise ValueError(BAD_WEIGHTS.format(name=name, path=path, reason=_first_line(err))) from None
     model = Normalized(net, spec.mean, spec.std)
     return model.to(device).eval()
 
@@ -165,9 +170,14 @@ def load_model(
 def load_state_dict(path: str | Path, *, name: str = "?") -> dict[str, torch.Tensor]:
     """Read a state dict safely (``weights_only=True``); clear ``ValueError`` on a bad file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4" on foreign files
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
-        raise ValueError(BAD_WEIGHTS.format(name=name, path=path, reason=_first_line(err))) from None
+        reason = "not a readable state-dict file (truncated, corrupt, or not saved with torch.save)"
+        if isinstance(err, pickle.UnpicklingError) or "weights_only" in str(err):
+            reason = "the file holds objects other than tensors; it is refused without being unpickled"
+        raise ValueError(BAD_WEIGHTS.format(name=name, path=path, reason=reason)) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(BAD_WEIGHTS.format(name=name, path=path, reason="expected a dict of tensors"))
     return state

@@ -166,7 +166,7 @@ class WDRO(Attack):
             return self.measure.cost(x, x_adv)
 
     def _ascend(self, x, y, target, generator, cost_fn: PreparedCost, log_gamma: torch.Tensor, *, online: bool):
-        """One pass of signed-gradient ascent on ``l - gamma * d``; ``online`` also updates ``log gamma``."""
+        """One pass of Adam-normalised ascent on ``l - gamma * d``; ``online`` also updates ``log gamma``."""
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x_adv = self._clip(x, x + self.init_noise * (2 * noise - 1))
         last_finite = x_adv
@@ -187,15 +187,21 @@ class WDRO(Attack):
             with torch.no_grad():
                 x_adv = x_adv.detach()
                 finite = torch.isfinite(loss) & torch.isfinite(cost) & torch.isfinite(grad).flatten(1).all(1)
-                nonfinite += (~finite).long()
-                keep = finite.view(-1, 1, 1, 1)
-                last_finite = torch.where(keep, x_adv, last_finite)
-                grad = torch.where(keep, grad, 0.0)
-                m = torch.where(keep, b1 * m + (1 - b1) * grad, m)
-                v = torch.where(keep, b2 * v + (1 - b2) * grad * grad, v)
-                direction = (m / (1 - b1 ** (t + 1))) / ((v / (1 - b2 ** (t + 1))).sqrt() + 1e-12)
-                stepped = self._clip(x, x_adv + step * direction)
-                x_adv = torch.where(keep, stepped, last_finite)
+                if not bool(finite.all()):  # rare: hold those images at their last finite iterate
+                    nonfinite += (~finite).long()
+                    keep = finite.view(-1, 1, 1, 1)
+                    last_finite = torch.where(keep, x_adv, last_finite)
+                    grad = torch.where(keep, grad, 0.0)
+                    m, v = torch.where(keep, m, m / b1), torch.where(keep, v, v / b2)  # undo the decay below
+                else:
+                    last_finite = x_adv
+                # Adam: m, v are the moment estimates; the bias corrections fold into the step.
+                m.mul_(b1).add_(grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                corrected = step * math.sqrt(1 - b2 ** (t + 1)) / (1 - b1 ** (t + 1))
+                x_adv = self._clip(x, x_adv.addcdiv(m, v.sqrt().add_(1e-12), value=corrected))
+                if not bool(finite.all()):
+                    x_adv = torch.where(finite.view(-1, 1, 1, 1), x_adv, last_finite)
                 gammas.append(gamma)
                 if online and t >= self.dual_warmup * self.steps:
                     log_gamma = self._dual_step(log_gamma, cost, finite)
