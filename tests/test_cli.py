@@ -1,0 +1,365 @@
+"""Command line (``python -m core``): attack reports, the written PNG, options, one-line errors, listings."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from core.cli import main
+from core.datasets import FASHION_MNIST_CLASSES
+from core.imageio import load_tensor
+from core.measures import MEASURES, available_measures
+from core.models import load_model
+
+REPO = Path(__file__).resolve().parents[1]
+GALLERY = REPO / "assets" / "gallery" / "fashion_mnist"
+# A T-shirt the bundled model classifies correctly (class 0, p = 0.99); every attack below flips it
+# with p_adv > 0.9, so the reload check of the written PNG runs for all four attacks.
+IMAGE = GALLERY / "00035_t-shirt-top.png"
+EPS_LINF = 8 / 255
+EPS_L2 = 1.0
+BUDGET = 0.02
+BUDGET_RTOL = 1e-4  # the budget form's final line search is exact up to float rounding
+N_CLASSES = 10
+
+ATTACK_ARGS = {
+    "wdro": ["--budget", str(BUDGET), "--steps", "30"],
+    "pgd-linf": ["--eps", repr(EPS_LINF), "--steps", "5"],
+    "pgd-l2": ["--eps", repr(EPS_L2), "--steps", "5"],
+    "fgsm": ["--eps", repr(EPS_LINF)],
+}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("fmnist-cnn")
+
+
+@pytest.fixture(scope="module")
+def clean() -> torch.Tensor:
+    return load_tensor(IMAGE, channels=1, size=28)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """Call ``main`` in-process; return (exit code, stdout, stderr). argparse errors exit via SystemExit."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def attack_argv(out: Path, *extra: str, image: Path | str = IMAGE) -> list[str]:
+    return ["attack", "--model", "fmnist-cnn", "--image", str(image), "--out", str(out), *extra]
+
+
+def attack_json(capsys, out: Path, *extra: str) -> dict:
+    code, stdout, stderr = run(capsys, *attack_argv(out, *extra, "--json"))
+    assert code == 0, stderr
+    assert stdout.count("\n") == 1, "--json prints exactly one line"
+    return json.loads(stdout)
+
+
+def subprocess_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width x height`` (8-bit gray) with no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+# --- attack --json --------------------------------------------------------------------------------
+
+
+def test_gallery_image_is_a_correctly_classified_t_shirt(model, clean):
+    assert clean.shape == (1, 1, 28, 28)
+    with torch.no_grad():
+        prob = model(clean).softmax(1)[0]
+    assert int(prob.argmax()) == 0 == FASHION_MNIST_CLASSES.index("T-shirt/top")
+    assert float(prob.max()) > 0.9
+
+
+@pytest.mark.parametrize("attack", list(ATTACK_ARGS))
+def test_attack_json_report_and_png(capsys, tmp_path, model, clean, attack):
+    out = tmp_path / f"{attack}.png"
+    r = attack_json(capsys, out, "--attack", attack, *ATTACK_ARGS[attack])
+
+    assert r["attack"] == attack
+    assert r["model"] == "fmnist-cnn"
+    assert r["out"] == str(out)
+    assert isinstance(r["success"], bool)
+    for key in ("pred_clean", "pred_adv", "label"):
+        assert type(r[key]) is int and 0 <= r[key] < N_CLASSES, key
+    assert r["label"] == r["pred_clean"] == 0  # no --label: the clean prediction is the label
+    assert r["success"] == (r["pred_clean"] != r["pred_adv"])
+    assert r["class_clean"] == FASHION_MNIST_CLASSES[r["pred_clean"]]
+    assert r["class_adv"] == FASHION_MNIST_CLASSES[r["pred_adv"]]
+    assert 0.0 <= r["prob_clean"] <= 1.0 and 0.0 <= r["prob_adv"] <= 1.0
+
+    m = r["measures"]
+    assert set(m) == set(available_measures((1, 1, 28, 28)))
+    assert {"ssim", "psnr", "l2", "linf"} <= set(m)
+    assert 0.0 <= m["ssim"] <= 1.0 + 1e-6
+    assert m["ssim"] < 1.0  # the image did change
+    assert 0.0 < m["psnr"] <= 80.0 + 1e-3
+    assert m["l2"] > 0.0
+    assert 0.0 < m["linf"] <= 1.0
+    assert m["l2"] >= m["linf"] - 1e-6  # ||d||_2 >= ||d||_inf
+
+    if attack == "wdro":
+        assert r["metric"] == "ssim"
+        assert isinstance(r["gamma"], float) and r["gamma"] > 0.0
+        assert r["steps"] == 30
+        assert 0.0 < r["cost"] <= BUDGET * (1 + BUDGET_RTOL)
+        assert r["cost"] == pytest.approx(1.0 - m["ssim"], abs=1e-5)  # cost is 1 - SSIM
+    else:
+        assert r["gamma"] is None
+    if attack in ("pgd-linf", "fgsm"):
+        assert r["metric"] == "linf"
+        assert m["linf"] <= EPS_LINF + 1e-6
+        assert r["cost"] == pytest.approx(m["linf"], abs=1e-6)
+        assert r["steps"] == (5 if attack == "pgd-linf" else 1)
+    if attack == "pgd-l2":
+        assert r["metric"] == "l2"
+        assert m["l2"] <= EPS_L2 * (1 + 1e-5)
+        assert r["cost"] == pytest.approx(m["l2"], rel=1e-5)
+
+    # The written PNG: 28x28 grayscale, close to the clean image, and classified as reported.
+    with Image.open(out) as img:
+        assert img.size == (28, 28)
+        assert img.mode == "L"
+    x_png = load_tensor(out, channels=1)
+    assert x_png.shape == (1, 1, 28, 28)
+    if attack in ("pgd-linf", "fgsm"):
+        # The clean image is on the 8-bit grid and eps = 8/255, so rounding keeps the PNG in the ball.
+        assert float((x_png - clean).abs().max()) <= EPS_LINF + 1e-6
+    # The PNG is 8-bit: the prediction can only be relied on when the attack was confident.
+    # Choice: check it when prob_adv > 0.9 (true for all four attacks on this image).
+    if r["prob_adv"] > 0.9:
+        with torch.no_grad():
+            assert int(model(x_png).argmax(1)) == r["pred_adv"]
+
+
+def test_attack_human_output(capsys, tmp_path):
+    out = tmp_path / "adv.png"
+    r = attack_json(capsys, tmp_path / "json.png", "--attack", "fgsm", "--eps", repr(EPS_LINF))
+    code, stdout, stderr = run(capsys, *attack_argv(out, "--attack", "fgsm", "--eps", repr(EPS_LINF)))
+    assert code == 0 and stderr == ""
+    assert r["class_clean"] != r["class_adv"]  # so that both names are really checked
+    assert r["class_clean"] in stdout and r["class_adv"] in stdout
+    assert "SUCCESS" in stdout
+    assert f"wrote {out}" in stdout
+    assert out.is_file()
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(stdout)
+    assert (tmp_path / "json.png").read_bytes() == out.read_bytes()  # same seed, same image
+
+
+def test_attack_gamma_penalty_form(capsys, tmp_path):
+    r = attack_json(capsys, tmp_path / "g.png", "--attack", "wdro", "--gamma", "5", "--steps", "20")
+    assert r["metric"] == "ssim"
+    assert r["gamma"] == pytest.approx(5.0, rel=1e-6)  # fixed multiplier, reported as given
+    assert r["steps"] == 20
+    assert r["cost"] > 0.0
+    assert r["cost"] == pytest.approx(1.0 - r["measures"]["ssim"], abs=1e-5)
+    assert r["success"] == (r["pred_adv"] != r["pred_clean"])
+
+
+def test_attack_label_is_honoured(capsys, tmp_path):
+    # With --label 6 (Shirt) on a T-shirt, success means "not predicted Shirt", which the clean
+    # prediction already is: success is True although the prediction may not change.
+    r = attack_json(capsys, tmp_path / "l.png", "--attack", "fgsm", "--eps", repr(EPS_LINF), "--label", "6")
+    assert r["label"] == 6
+    assert r["pred_clean"] == 0
+    assert r["success"] == (r["pred_adv"] != 6)
+    assert r["success"] is True
+    # The attack pushed away from class 6, not from class 0: it differs from the default run.
+    default = attack_json(capsys, tmp_path / "d.png", "--attack", "fgsm", "--eps", repr(EPS_LINF))
+    assert default["label"] == 0
+    assert (tmp_path / "l.png").read_bytes() != (tmp_path / "d.png").read_bytes()
+    # --label equal to the clean prediction is the default behaviour.
+    same = attack_json(capsys, tmp_path / "s.png", "--attack", "fgsm", "--eps", repr(EPS_LINF), "--label", "0")
+    assert (tmp_path / "s.png").read_bytes() == (tmp_path / "d.png").read_bytes()
+    assert same["success"] == default["success"] and same["pred_adv"] == default["pred_adv"]
+
+
+@pytest.mark.parametrize("attack", ["pgd-linf", "wdro"])
+def test_attack_seed_reproducible(capsys, tmp_path, attack):
+    extra = ["--attack", attack, "--steps", "5"] + (["--gamma", "5"] if attack == "wdro" else [])
+    a = attack_json(capsys, tmp_path / "a.png", *extra, "--seed", "1")
+    b = attack_json(capsys, tmp_path / "b.png", *extra, "--seed", "1")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert a["measures"] == b["measures"] and a["cost"] == b["cost"]
+    if attack == "pgd-linf":  # a uniform random start in the eps-ball: another seed, another image
+        attack_json(capsys, tmp_path / "c.png", *extra, "--seed", "2")
+        assert (tmp_path / "c.png").read_bytes() != (tmp_path / "a.png").read_bytes()
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def _corrupt(tmp_path: Path) -> Path:
+    path = tmp_path / "x.png"
+    path.write_bytes(random.Random(0).randbytes(2048))
+    return path
+
+
+def _huge(tmp_path: Path) -> Path:
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header_only(7000, 7000))  # 49 megapixels > the 40 MP limit; no pixels decoded
+    return path
+
+
+ERRORS = {
+    # name: (image factory, extra args, exit code, expected text in the one-line message)
+    "missing file": (lambda p: p / "nope.png", ["--attack", "fgsm"], 1, "no such file"),
+    "corrupt file": (_corrupt, ["--attack", "fgsm"], 1, "could not read the image"),
+    "image too large": (_huge, ["--attack", "fgsm"], 1, "image is too large: 7000x7000"),
+    "image smaller than the measure": (None, ["--attack", "wdro", "--metric", "ms_ssim"], 1,
+                                       "needs images of at least 161x161 pixels, got 28x28"),
+    "fsim needs RGB": (None, ["--attack", "wdro", "--metric", "fsim"], 1, "needs RGB"),
+    "unknown model": (None, ["--attack", "fgsm", "--model", "nope"], 1, "unknown model 'nope'"),
+    "unknown attack": (None, ["--attack", "nope"], 2, "invalid choice: 'nope'"),
+    "unknown metric": (None, ["--attack", "wdro", "--metric", "nope"], 2, "invalid choice: 'nope'"),
+    "eps with wdro": (None, ["--attack", "wdro", "--eps", "0.03"], 1, "--eps is for pgd-linf"),
+    "budget with pgd-linf": (None, ["--attack", "pgd-linf", "--budget", "0.02"], 1, "pgd-linf takes --eps"),
+    "gamma with fgsm": (None, ["--attack", "fgsm", "--gamma", "1"], 1, "fgsm takes --eps"),
+    "budget and gamma": (None, ["--attack", "wdro", "--budget", "0.02", "--gamma", "1"], 2, "not allowed with"),
+    "negative budget": (None, ["--attack", "wdro", "--budget", "-0.1"], 1, "budget: expected a positive number"),
+    "negative gamma": (None, ["--attack", "wdro", "--gamma", "-1"], 1, "gamma: expected a positive number"),
+    "zero eps": (None, ["--attack", "pgd-l2", "--eps", "0"], 1, "eps: expected a positive number"),
+    "nan eps": (None, ["--attack", "fgsm", "--eps", "nan"], 1, "eps: expected a positive number"),
+    "zero steps": (None, ["--attack", "pgd-linf", "--steps", "0"], 1, "steps: expected a positive integer"),
+    "label 99": (None, ["--attack", "fgsm", "--label", "99"], 1, "--label: expected a class in [0, 10), got 99"),
+    "label -1": (None, ["--attack", "fgsm", "--label", "-1"], 1, "--label: expected a class in [0, 10), got -1"),
+    "non-numeric budget": (None, ["--attack", "wdro", "--budget", "abc"], 2, "invalid float value"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_attack_errors_are_one_line(capsys, tmp_path, case):
+    make_image, extra, expected_code, text = ERRORS[case]
+    image = make_image(tmp_path) if make_image else IMAGE
+    out = tmp_path / "out.png"
+    argv = attack_argv(out, image=image)
+    if "--model" in extra:  # replace the default model
+        i = argv.index("--model")
+        del argv[i:i + 2]
+    code, stdout, stderr = run(capsys, *argv, *extra, "--json")
+    assert code == expected_code
+    assert stdout == ""
+    assert stderr.endswith("\n") and stderr.count("\n") == 1, stderr
+    assert "Traceback" not in stderr
+    assert text in stderr
+    if expected_code == 1:
+        assert stderr.startswith("error: ")
+    assert not out.exists()
+    if case == "fsim needs RGB":
+        assert "RGB" in stderr and "FSIM" in stderr
+
+
+def test_unknown_device_is_one_line(capsys):
+    code, stdout, stderr = run(capsys, "--device", "bogus", "models")
+    assert code == 1
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1
+
+
+def test_cuda_device_without_cuda_is_one_line(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    code, stdout, stderr = run(capsys, "--device", "cuda", "models")
+    assert code == 1 and stdout == ""
+    assert stderr == "error: device 'cuda' was asked for, but CUDA is not available on this machine\n"
+
+
+def test_subprocess_attack_exit_code_zero(tmp_path):
+    out = tmp_path / "adv.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "core", *attack_argv(out, "--attack", "fgsm", "--eps", repr(EPS_LINF), "--json")],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["attack"] == "fgsm" and r["success"] == (r["pred_clean"] != r["pred_adv"])
+    assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected_code", "text"),
+    [
+        (["--attack", "fgsm", "--image", "does-not-exist.png"], 1, "error: could not read the image: no such file"),
+        (["--attack", "nope", "--image", str(IMAGE)], 2, "invalid choice: 'nope'"),
+    ],
+    ids=["missing-file", "unknown-attack"],
+)
+def test_subprocess_errors_are_one_line(tmp_path, extra, expected_code, text):
+    out = tmp_path / "out.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "core", "attack", "--model", "fmnist-cnn", "--out", str(out), *extra],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == expected_code
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.endswith("\n"), proc.stderr
+    assert text in proc.stderr
+    assert not out.exists()
+
+
+# --- listings -------------------------------------------------------------------------------------
+
+
+def test_models_json(capsys):
+    code, stdout, stderr = run(capsys, "models", "--json")
+    assert code == 0 and stderr == ""
+    rows = {r["name"]: r for r in json.loads(stdout)}
+    fm = rows["fmnist-cnn"]
+    assert fm["available_offline"] is True
+    assert fm["input"] == "1x28x28"
+    assert fm["classes"] == 10
+    assert all(isinstance(r["available_offline"], bool) for r in rows.values())
+
+
+def test_models_human(capsys):
+    code, stdout, _ = run(capsys, "models")
+    assert code == 0
+    line = next(line for line in stdout.splitlines() if line.startswith("fmnist-cnn"))
+    assert "offline" in line and "needs weights" not in line
+
+
+def test_measures_json(capsys):
+    code, stdout, stderr = run(capsys, "measures", "--json")
+    assert code == 0 and stderr == ""
+    rows = json.loads(stdout)
+    assert [r["name"] for r in rows] == list(MEASURES)
+    for r in rows:
+        m = MEASURES[r["name"]]
+        assert (r["label"], r["min_size"], r["needs_rgb"], r["higher_is_better"]) == (
+            m.label, m.min_size, m.needs_rgb, m.higher_is_better
+        )
+    assert {r["name"]: r["needs_rgb"] for r in rows}["fsim"] is True
+
+
+def test_no_command_is_a_usage_error(capsys):
+    code, stdout, stderr = run(capsys)
+    assert code == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and "required" in stderr
