@@ -1,0 +1,1 @@
+"""Benchmarks and asset builders: run as `python -m bench.<name>` from the repository root."""
