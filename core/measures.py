@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 
 from core.compat import piq
+from core.registry import Registry
 from core.validation import NEEDS_RGB, TOO_SMALL, check_pair
 
 CostFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PreparedCost = Callable[[torch.Tensor], torch.Tensor]
 
-UNKNOWN_MEASURE = "unknown measure {name!r}; expected one of: {known}"
 PSNR_EPS = 1e-8  # piq's constant: PSNR of identical images is 10*log10(1/1e-8) = 80 dB
 
 
@@ -106,23 +106,17 @@ class Measure:
         return functools.partial(self.cost_fn, x)
 
 
-MEASURES: dict[str, Measure] = {}
+MEASURES: Registry[Measure] = Registry("measure")
 
 
 def register_measure(measure: Measure) -> Measure:
     """Add a measure to :data:`MEASURES` (its name must be new)."""
-    if measure.name in MEASURES:
-        raise ValueError(f"a measure named {measure.name!r} is already registered")
-    MEASURES[measure.name] = measure
-    return measure
+    return MEASURES.add(measure.name, measure)
 
 
 def get_measure(name: str) -> Measure:
     """Look a measure up by name, with a clear error listing the known names."""
-    try:
-        return MEASURES[name]
-    except KeyError:
-        raise ValueError(UNKNOWN_MEASURE.format(name=name, known=", ".join(MEASURES))) from None
+    return MEASURES.lookup(name)
 
 
 def available_measures(shape: Iterable[int]) -> list[str]:

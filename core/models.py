@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from core.datasets import FASHION_MNIST_CLASSES
+from core.registry import Registry
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_DIR = ASSETS / "models"
 
-UNKNOWN_MODEL = "unknown model {name!r}; expected one of: {known}"
 NO_WEIGHTS = (
     "no weights for model {name!r}: expected the file {path}. "
     "Regenerate it with `{command}`, or pass a weight file."
@@ -115,23 +115,17 @@ class ModelSpec:
         return self.weights_path is not None and self.weights_path.is_file()
 
 
-MODELS: dict[str, ModelSpec] = {}
+MODELS: Registry[ModelSpec] = Registry("model")
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
     """Add an entry to :data:`MODELS` (its name must be new)."""
-    if spec.name in MODELS:
-        raise ValueError(f"a model named {spec.name!r} is already registered")
-    MODELS[spec.name] = spec
-    return spec
+    return MODELS.add(spec.name, spec)
 
 
 def get_model_spec(name: str) -> ModelSpec:
     """Look a registry entry up by name, with a clear error listing the known names."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(UNKNOWN_MODEL.format(name=name, known=", ".join(MODELS))) from None
+    return MODELS.lookup(name)
 
 
 def load_model(

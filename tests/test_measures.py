@@ -22,7 +22,6 @@ from core.compat import piq
 from core.measures import (
     MEASURES,
     PSNR_EPS,
-    UNKNOWN_MEASURE,
     Measure,
     available_measures,
     evaluate_measures,
@@ -31,6 +30,7 @@ from core.measures import (
     ssim,
     ssim_map,
 )
+from core.registry import UNKNOWN
 from core.validation import NEEDS_RGB, OUT_OF_RANGE, SHAPE_MISMATCH, TOO_SMALL
 
 ALL = list(MEASURES)
@@ -532,7 +532,7 @@ def test_get_measure():
     assert get_measure("ssim") is MEASURES["ssim"]
     with pytest.raises(ValueError) as info:
         get_measure("nope")
-    assert str(info.value) == UNKNOWN_MEASURE.format(name="nope", known=", ".join(MEASURES))
+    assert str(info.value) == UNKNOWN.format(kind="measure", name="nope", known=", ".join(MEASURES))
     for name in MEASURES:
         assert name in str(info.value)
 

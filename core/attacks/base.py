@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.measures import evaluate_measures
+from core.registry import Registry
 from core.validation import check_images, check_labels
 
 LossName = Literal["ce", "margin"]
 
-UNKNOWN_ATTACK = "unknown attack {name!r}; expected one of: {known}"
 BAD_LOSS = "loss: expected 'ce' or 'margin', got {loss!r}"
 
 
@@ -214,25 +214,19 @@ class Perturbation:
     nonfinite_steps: torch.Tensor | None = None  # (N,)
 
 
-ATTACKS: dict[str, type[Attack]] = {}
+ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
 def register_attack(name: str):
     """Class decorator adding an attack to :data:`ATTACKS` under ``name``."""
 
     def decorator(cls: type[Attack]) -> type[Attack]:
-        if name in ATTACKS:
-            raise ValueError(f"an attack named {name!r} is already registered")
         cls.name = name
-        ATTACKS[name] = cls
-        return cls
+        return ATTACKS.add(name, cls)
 
     return decorator
 
 
 def get_attack(name: str) -> type[Attack]:
     """Look an attack class up by name, with a clear error listing the known names."""
-    try:
-        return ATTACKS[name]
-    except KeyError:
-        raise ValueError(UNKNOWN_ATTACK.format(name=name, known=", ".join(ATTACKS))) from None
+    return ATTACKS.lookup(name)
