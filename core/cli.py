@@ -190,9 +190,12 @@ def _measures(args: argparse.Namespace) -> int:
 
 
 def _train_bundled(args: argparse.Namespace, device: torch.device) -> int:
-    from core.zoo import ZooConfig, train_bundled
+    from dataclasses import replace
 
-    cfg = ZooConfig() if args.epochs is None else ZooConfig(epochs=args.epochs)
+    from core.zoo import CONFIGS, ZooConfig, train_bundled
+
+    cfg = CONFIGS.get(args.model, ZooConfig())
+    cfg = cfg if args.epochs is None else replace(cfg, epochs=args.epochs)
     card = train_bundled(args.model, cfg=cfg, device=device, progress=lambda m: print(m, flush=True))
     print(json.dumps(card, indent=2))
     return 0

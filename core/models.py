@@ -78,6 +78,44 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class _BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+        )
+        self.skip = (
+            nn.Identity() if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class SmallResNet(nn.Module):
+    """A ResNet for 28x28 images: a 3x3 stem and three stages of two basic blocks (about 0.7 M parameters).
+
+    Shape:
+        Input (N, C, 28, 28); output (N, n_classes).
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 10, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
+        self.stages = nn.Sequential(
+            _BasicBlock(w, w, 1), _BasicBlock(w, w, 1),  # (N, w, 28, 28)
+            _BasicBlock(w, 2 * w, 2), _BasicBlock(2 * w, 2 * w, 1),  # (N, 2w, 14, 14)
+            _BasicBlock(2 * w, 4 * w, 2), _BasicBlock(4 * w, 4 * w, 1),  # (N, 4w, 7, 7)
+        )
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One entry of the model registry.
@@ -190,6 +228,15 @@ register_model(ModelSpec(
     **_FMNIST,
 ))
 
+register_model(ModelSpec(
+    name="fmnist-resnet",
+    description="Small ResNet (3 stages of 2 basic blocks) trained on Fashion-MNIST",
+    build=lambda: SmallResNet(in_channels=1, n_classes=10),
+    weights="fmnist-resnet.pt",
+    train_command="python -m core --device cuda train-bundled --model fmnist-resnet",
+    **_FMNIST,
+))
+
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
@@ -201,6 +248,7 @@ __all__ = [
     "ModelSpec",
     "Normalized",
     "SmallCNN",
+    "SmallResNet",
     "get_model_spec",
     "load_model",
     "load_state_dict",

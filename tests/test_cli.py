@@ -19,7 +19,7 @@ from core.cli import main
 from core.datasets import FASHION_MNIST_CLASSES
 from core.imageio import load_tensor
 from core.measures import MEASURES, available_measures
-from core.models import load_model
+from core.models import MODELS, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 GALLERY = REPO / "assets" / "gallery" / "fashion_mnist"
@@ -363,3 +363,14 @@ def test_no_command_is_a_usage_error(capsys):
     code, stdout, stderr = run(capsys)
     assert code == 2 and stdout == ""
     assert stderr.count("\n") == 1 and "required" in stderr
+
+
+@pytest.mark.parametrize("name", [n for n, s in MODELS.items() if s.weights])
+def test_attack_command_works_on_every_bundled_model(capsys, tmp_path, name):
+    out = tmp_path / f"{name}.png"
+    code, stdout, stderr = run(capsys, "attack", "--model", name, "--image", str(IMAGE), "--attack", "wdro",
+                               "--budget", "0.02", "--steps", "30", "--out", str(out), "--json")
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert r["model"] == name and r["cost"] <= 0.02 * (1 + 1e-4)
+    assert 0.0 <= r["measures"]["ssim"] <= 1.0 and out.is_file()
