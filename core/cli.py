@@ -2,6 +2,7 @@
 
 Commands:
     attack         attack one image and write the result as PNG
+    evaluate       clean and robust accuracy, and the mean of every measure
     models         list the model registry and what is available offline
     measures       list the perceptual measures
     train-bundled  regenerate a bundled classifier's weights and card
@@ -19,8 +20,10 @@ from typing import NoReturn
 
 import torch
 
-from core.attacks import ATTACKS, WDRO, AttackResult, get_attack
+from core.attacks import ATTACKS, WDRO, Attack, AttackResult, get_attack
+from core.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 from core.device import default_device
+from core.evaluation import evaluate
 from core.imageio import load_tensor, save_png
 from core.measures import MEASURES
 from core.models import MODELS, get_model_spec, load_model
@@ -47,17 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--model", required=True, help=f"registry name ({', '.join(MODELS)})")
     attack.add_argument("--image", required=True, help="image file (PNG, JPEG, ...)")
     attack.add_argument("--attack", required=True, choices=sorted(ATTACKS))
-    attack.add_argument("--metric", default="ssim", choices=list(MEASURES), help="transport cost of wdro")
-    form = attack.add_mutually_exclusive_group()
-    form.add_argument("--budget", type=float, help=f"wdro: DRO budget delta (default {DEFAULT_BUDGET})")
-    form.add_argument("--gamma", type=float, help="wdro: fixed multiplier (penalty form)")
-    form.add_argument("--eps", type=float, help="pgd-linf, pgd-l2, fgsm: radius of the ball")
-    attack.add_argument("--linf-cap", type=float, help="wdro: cap on the L-inf norm of the perturbation")
-    attack.add_argument("--steps", type=int, help="ascent steps (default: 100 for wdro, 10 for pgd)")
+    _add_attack_options(attack)
     attack.add_argument("--label", type=int, help="true class of the image (default: the clean prediction)")
-    attack.add_argument("--seed", type=int, default=0)
     attack.add_argument("--out", required=True, help="where to write the attacked image (PNG)")
     attack.add_argument("--json", action="store_true", help="print one JSON object")
+
+    evaluate = commands.add_parser("evaluate", help="clean and robust accuracy on the model's test images")
+    evaluate.add_argument("--model", required=True, help=f"registry name ({', '.join(MODELS)})")
+    evaluate.add_argument("--n", type=int, default=1000, help="test images to evaluate (default 1000)")
+    evaluate.add_argument("--attack", choices=sorted(ATTACKS), help="attack to evaluate against")
+    _add_attack_options(evaluate)
+    evaluate.add_argument("--batch-size", type=int, default=250)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
     models = commands.add_parser("models", help="list the model registry")
     models.add_argument("--json", action="store_true")
@@ -71,12 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_attack_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metric", default="ssim", choices=list(MEASURES), help="transport cost of wdro")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--budget", type=float, help=f"wdro: DRO budget delta (default {DEFAULT_BUDGET})")
+    form.add_argument("--gamma", type=float, help="wdro: fixed multiplier (penalty form)")
+    form.add_argument("--eps", type=float, help="pgd-linf, pgd-l2, fgsm: radius of the ball")
+    parser.add_argument("--linf-cap", type=float, help="wdro: cap on the L-inf norm of the perturbation")
+    parser.add_argument("--steps", type=int, help="ascent steps (default: 100 for wdro, 10 for pgd)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         device = default_device(args.device)
         if args.command == "attack":
             return _attack(args, device)
+        if args.command == "evaluate":
+            return _evaluate(args, device)
         if args.command == "models":
             return _models(args)
         if args.command == "measures":
@@ -91,6 +108,24 @@ def _attack(args: argparse.Namespace, device: torch.device) -> int:
     spec = get_model_spec(args.model)
     model = load_model(args.model, device=device)
     x = load_tensor(args.image, channels=spec.channels, size=spec.input_size).to(device)
+    attack = _build_attack(args, model)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    if args.label is not None and not 0 <= args.label < len(spec.labels):
+        raise ValueError(f"--label: expected a class in [0, {len(spec.labels)}), got {args.label}")
+    y = torch.tensor([args.label], device=device) if args.label is not None else pred
+    result = attack(x, y, seed=args.seed)
+    out = save_png(result.x_adv[0], args.out)
+    report = _attack_report(result, spec.labels, out=str(out), model=args.model, image=args.image)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(_format_attack(report))
+    return 0
+
+
+def _build_attack(args: argparse.Namespace, model: torch.nn.Module) -> Attack:
+    """The attack named by ``--attack`` with the options that apply to it (others are refused)."""
     cls = get_attack(args.attack)
     if cls is WDRO:
         if args.eps is not None:
@@ -105,18 +140,35 @@ def _attack(args: argparse.Namespace, device: torch.device) -> int:
         kwargs = dict(eps=args.eps if args.eps is not None else DEFAULT_EPS[args.attack])
     if args.steps is not None and args.attack != "fgsm":
         kwargs["steps"] = args.steps
-    with torch.no_grad():
-        pred = model(x).argmax(1)
-    if args.label is not None and not 0 <= args.label < len(spec.labels):
-        raise ValueError(f"--label: expected a class in [0, {len(spec.labels)}), got {args.label}")
-    y = torch.tensor([args.label], device=device) if args.label is not None else pred
-    result = cls(model, **kwargs)(x, y, seed=args.seed)
-    out = save_png(result.x_adv[0], args.out)
-    report = _attack_report(result, spec.labels, out=str(out), model=args.model, image=args.image)
+    return cls(model, **kwargs)
+
+
+def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
+    spec = get_model_spec(args.model)
+    if spec.labels != tuple(FASHION_MNIST_CLASSES):
+        raise ValueError(f"evaluate needs a labelled test set for {args.model!r}; offline, only the "
+                         "Fashion-MNIST models have one")
+    if args.n < 1:
+        raise ValueError(f"--n: expected a positive number of images, got {args.n}")
+    model = load_model(args.model, device=device)
+    data = load_fashion_mnist("test")
+    x, y = (t[: args.n].to(device) for t in data.tensors())
+    attack = _build_attack(args, model) if args.attack is not None else None
+    if attack is None and any(v is not None for v in (args.budget, args.gamma, args.eps, args.linf_cap)):
+        raise ValueError("--budget, --gamma, --eps and --linf-cap need --attack")
+    report = evaluate(model, x, y, attack=attack, batch_size=args.batch_size, seed=args.seed).to_dict()
+    report.update(model=args.model, data=f"Fashion-MNIST test ({data.source})")
     if args.json:
         print(json.dumps(report))
-    else:
-        print(_format_attack(report))
+        return 0
+    lines = [f"{args.model} on {report['n']} images of {report['data']}",
+             f"  clean accuracy:  {report['clean_accuracy']:.4f}"]
+    if attack is not None:
+        lines.append(f"  robust accuracy: {report['robust_accuracy']:.4f} under {attack.name}"
+                     f" (success {report['attack_success']:.4f})")
+        lines.append("  mean measures: " + ", ".join(
+            f"{MEASURES[k].label} {v:.4g}" for k, v in report["measures"].items()))
+    print("\n".join(lines))
     return 0
 
 
