@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     attack = commands.add_parser("attack", help="attack one image and write the result as PNG")
     attack.add_argument("--model", required=True, help=f"registry name ({', '.join(MODELS)})")
     attack.add_argument("--image", required=True, help="image file (PNG, JPEG, ...)")
+    attack.add_argument("--weights", help="a local state-dict file to load instead of the model's own weights")
     attack.add_argument("--attack", required=True, choices=sorted(ATTACKS))
     _add_attack_options(attack)
     attack.add_argument("--label", type=int, help="true class of the image (default: the clean prediction)")
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="clean and robust accuracy on the model's test images")
     evaluate.add_argument("--model", required=True, help=f"registry name ({', '.join(MODELS)})")
+    evaluate.add_argument("--weights", help="a local state-dict file to load instead of the model's own weights")
     evaluate.add_argument("--n", type=int, default=1000, help="test images to evaluate (default 1000)")
     evaluate.add_argument("--attack", choices=sorted(ATTACKS), help="attack to evaluate against")
     _add_attack_options(evaluate)
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _attack(args: argparse.Namespace, device: torch.device) -> int:
     spec = get_model_spec(args.model)
-    model = load_model(args.model, device=device)
+    model = load_model(args.model, device=device, weights=args.weights)
     x = load_tensor(args.image, channels=spec.channels, size=spec.input_size).to(device)
     attack = _build_attack(args, model)
     with torch.no_grad():
@@ -150,7 +152,7 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
                          "Fashion-MNIST models have one")
     if args.n < 1:
         raise ValueError(f"--n: expected a positive number of images, got {args.n}")
-    model = load_model(args.model, device=device)
+    model = load_model(args.model, device=device, weights=args.weights)
     data = load_fashion_mnist("test")
     x, y = (t[: args.n].to(device) for t in data.tensors())
     attack = _build_attack(args, model) if args.attack is not None else None

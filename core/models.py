@@ -2,8 +2,10 @@
 
 Attacks work in [0, 1] pixel space; mean/std normalisation lives in
 :class:`Normalized`, never in an attack. :data:`MODELS` is the one registry the
-command line and the app share. Weights are plain state dicts read with
-``torch.load(weights_only=True)``: nothing is ever unpickled.
+command line and the app share: the bundled Fashion-MNIST classifiers and the
+torchvision ImageNet classifiers, whose weights live in torch hub's cache. Weights
+are plain state dicts read with ``torch.load(weights_only=True)``: nothing is
+ever unpickled.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import pickle
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
+from core.compat import torchvision
 from core.datasets import FASHION_MNIST_CLASSES
 from core.registry import Registry
 
@@ -28,6 +33,13 @@ NO_WEIGHTS = (
     "Regenerate it with `{command}`, or pass a weight file."
 )
 BAD_WEIGHTS = "could not load weights for model {name!r} from {path}: {reason}"
+NO_HUB_WEIGHTS = (
+    "no weights for model {name!r}: the file {file} is not in torch hub's cache and could not be "
+    "downloaded ({reason}). Download {url} and put it in the folder {folder}, "
+    "or pass a local file (--weights PATH on the command line, load_model(..., weights=PATH) in Python)."
+)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Normalized(nn.Module):
@@ -131,6 +143,9 @@ class ModelSpec:
         build: Returns the bare architecture (randomly initialised).
         weights: File name of the bundled weights under ``assets/models``, if any.
         train_command: How the bundled weights are regenerated.
+        torchvision_weights: Full name of a torchvision weights enum member, e.g.
+            ``"ResNet18_Weights.IMAGENET1K_V1"``; its file lives in torch hub's cache
+            (``<torch.hub.get_dir()>/checkpoints``) and is downloaded there when missing.
     """
 
     name: str
@@ -143,9 +158,13 @@ class ModelSpec:
     build: Callable[[], nn.Module]
     weights: str | None = None
     train_command: str = ""
+    torchvision_weights: str | None = None
 
     @property
     def weights_path(self) -> Path | None:
+        """Where the weights are expected: the bundled file, or the torch hub cache file."""
+        if self.torchvision_weights:
+            return hub_weights_path(self.torchvision_weights)
         return MODEL_DIR / self.weights if self.weights else None
 
     def available_offline(self) -> bool:
@@ -159,6 +178,36 @@ MODELS: Registry[ModelSpec] = Registry("model")
 def register_model(spec: ModelSpec) -> ModelSpec:
     """Add an entry to :data:`MODELS` (its name must be new)."""
     return MODELS.add(spec.name, spec)
+
+
+def hub_weights_path(weights: str) -> Path:
+    """The torch hub cache file of a torchvision weights enum member named like ``"ResNet18_Weights.IMAGENET1K_V1"``."""
+    url = torchvision.models.get_weight(weights).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def resolve_weights(spec: ModelSpec) -> Path | None:
+    """The weight file of a registry entry, downloading a torchvision entry's file into the hub cache if missing.
+
+    Returns:
+        The file's path (``None`` for an entry without weights); the caller checks a bundled file exists.
+
+    Raises:
+        ValueError: a torchvision entry whose file is not cached and cannot be downloaded.
+    """
+    path = spec.weights_path
+    if not spec.torchvision_weights or path is None or path.is_file():
+        return path
+    member = torchvision.models.get_weight(spec.torchvision_weights)
+    try:  # the file torchvision's weights API would fetch, hash-checked, written without printing
+        path.parent.mkdir(parents=True, exist_ok=True)
+        match = torch.hub.HASH_REGEX.search(path.name)
+        torch.hub.download_url_to_file(member.url, str(path), match.group(1) if match else None, progress=False)
+    except Exception as err:  # offline: URLError, OSError, hash mismatch, ...
+        raise ValueError(NO_HUB_WEIGHTS.format(
+            name=spec.name, file=path.name, url=member.url, folder=path.parent, reason=_first_line(err),
+        )) from None
+    return path
 
 
 def get_model_spec(name: str) -> ModelSpec:
@@ -178,7 +227,7 @@ def load_model(
     Args:
         name: Registry key.
         device: Where the model lives.
-        weights: A state-dict file to load instead of the bundled one.
+        weights: A state-dict file to load instead of the bundled (or torch hub cached) one.
         pretrained: Load weights (default). ``False`` gives the randomly initialised architecture.
 
     Raises:
@@ -188,7 +237,7 @@ def load_model(
     spec = get_model_spec(name)
     net = spec.build()
     if pretrained:
-        path = Path(weights) if weights is not None else spec.weights_path
+        path = Path(weights) if weights is not None else resolve_weights(spec)
         if path is None or not path.is_file():
             raise ValueError(NO_WEIGHTS.format(name=name, path=path, command=spec.train_command or "n/a"))
         try:
@@ -237,6 +286,29 @@ register_model(ModelSpec(
     **_FMNIST,
 ))
 
+IMAGENET_MODELS = ("resnet18", "resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "vit_b_16")
+
+
+def _register_torchvision(name: str) -> ModelSpec:
+    """Register a torchvision ImageNet classifier with its official DEFAULT weights."""
+    member = torchvision.models.get_model_weights(name).DEFAULT
+    full_name = f"{type(member).__name__}.{member.name}"
+    return register_model(ModelSpec(
+        name=name,
+        description=f"torchvision {name}, ImageNet-1k ({full_name})",
+        labels=tuple(member.meta["categories"]),
+        channels=3,
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        build=partial(torchvision.models.get_model, name, weights=None),
+        torchvision_weights=full_name,
+    ))
+
+
+for _name in IMAGENET_MODELS:
+    _register_torchvision(_name)
+
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
@@ -244,13 +316,16 @@ def _first_line(err: BaseException) -> str:
 
 
 __all__ = [
+    "IMAGENET_MODELS",
     "MODELS",
     "ModelSpec",
     "Normalized",
     "SmallCNN",
     "SmallResNet",
     "get_model_spec",
+    "hub_weights_path",
     "load_model",
     "load_state_dict",
     "register_model",
+    "resolve_weights",
 ]
