@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import torch
@@ -26,7 +27,7 @@ from core.device import default_device
 from core.evaluation import evaluate
 from core.imageio import load_tensor, save_png
 from core.measures import MEASURES
-from core.models import MODELS, get_model_spec, load_model
+from core.models import MODELS, get_model_spec, load_model, load_torchscript
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -47,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     attack = commands.add_parser("attack", help="attack one image and write the result as PNG")
-    attack.add_argument("--model", required=True, help=f"registry name ({', '.join(MODELS)})")
+    attack.add_argument("--model", required=True,
+                        help=f"registry name ({', '.join(MODELS)}) or a TorchScript file (torch.jit.save)")
+    attack.add_argument("--channels", type=int, choices=(1, 3), default=3, help="TorchScript model: input channels")
+    attack.add_argument("--size", type=int, help="TorchScript model: input side (default: the image's own size)")
     attack.add_argument("--image", required=True, help="image file (PNG, JPEG, ...)")
     attack.add_argument("--weights", help="a local state-dict file to load instead of the model's own weights")
     attack.add_argument("--attack", required=True, choices=sorted(ATTACKS))
@@ -107,18 +111,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _attack(args: argparse.Namespace, device: torch.device) -> int:
-    spec = get_model_spec(args.model)
-    model = load_model(args.model, device=device, weights=args.weights)
-    x = load_tensor(args.image, channels=spec.channels, size=spec.input_size).to(device)
+    if args.model not in MODELS and Path(args.model).is_file():  # a user's TorchScript classifier
+        model = load_torchscript(args.model, device=device)
+        x = load_tensor(args.image, channels=args.channels, size=args.size).to(device)
+        try:
+            with torch.no_grad():
+                labels: Sequence[str] = [f"class {i}" for i in range(model(x).shape[1])]
+        except RuntimeError as err:  # the scripted forward rejected the input (channels, size, ...)
+            raise ValueError(f"the TorchScript model failed on an image of shape {tuple(x.shape)} "
+                             f"(see --channels and --size): {_one_line(err)[:300]}") from None
+    else:
+        spec = get_model_spec(args.model)
+        model = load_model(args.model, device=device, weights=args.weights)
+        x = load_tensor(args.image, channels=spec.channels, size=spec.input_size).to(device)
+        labels = spec.labels
     attack = _build_attack(args, model)
     with torch.no_grad():
         pred = model(x).argmax(1)
-    if args.label is not None and not 0 <= args.label < len(spec.labels):
-        raise ValueError(f"--label: expected a class in [0, {len(spec.labels)}), got {args.label}")
+    if args.label is not None and not 0 <= args.label < len(labels):
+        raise ValueError(f"--label: expected a class in [0, {len(labels)}), got {args.label}")
     y = torch.tensor([args.label], device=device) if args.label is not None else pred
     result = attack(x, y, seed=args.seed)
     out = save_png(result.x_adv[0], args.out)
-    report = _attack_report(result, spec.labels, out=str(out), model=args.model, image=args.image)
+    report = _attack_report(result, labels, out=str(out), model=args.model, image=args.image)
     if args.json:
         print(json.dumps(report))
     else:

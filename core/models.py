@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -38,6 +39,7 @@ NO_HUB_WEIGHTS = (
     "downloaded ({reason}). Download {url} and put it in the folder {folder}, "
     "or pass a local file (--weights PATH on the command line, load_model(..., weights=PATH) in Python)."
 )
+BAD_TORCHSCRIPT = "could not load the TorchScript model {path}: {reason}"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -248,6 +250,39 @@ def load_model(
     return model.to(device).eval()
 
 
+def load_torchscript(path: str | Path, *, device: torch.device | str = "cpu") -> nn.Module:
+    """Load a user's classifier saved with ``torch.jit.save``, in eval mode.
+
+    The module must take (N, C, H, W) images in [0, 1] and return logits (put any
+    normalisation inside it). TorchScript archives hold TorchScript code and tensors,
+    not arbitrary pickled Python objects; a plain state dict is refused here (load it
+    into a registered architecture with ``load_model(name, weights=PATH)`` instead).
+
+    Raises:
+        ValueError: missing, corrupt or truncated file, or not a TorchScript archive.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(BAD_TORCHSCRIPT.format(path=path, reason="no such file"))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        raise ValueError(BAD_TORCHSCRIPT.format(
+            path=path, reason="not a TorchScript archive (expected a zip file written by torch.jit.save)")) from None
+    if not any("/code/" in n for n in names):
+        raise ValueError(BAD_TORCHSCRIPT.format(
+            path=path, reason="the archive holds no TorchScript code (a state dict? pass it as weights of a "
+            "registered architecture)"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript, still loads it
+            module = torch.jit.load(str(path), map_location=device)
+    except Exception as err:  # truncated members, foreign archives, ...
+        raise ValueError(BAD_TORCHSCRIPT.format(path=path, reason=_first_line(err))) from None
+    return module.eval()
+
+
 def load_state_dict(path: str | Path, *, name: str = "?") -> dict[str, torch.Tensor]:
     """Read a state dict safely (``weights_only=True``); clear ``ValueError`` on a bad file."""
     try:
@@ -326,6 +361,7 @@ __all__ = [
     "hub_weights_path",
     "load_model",
     "load_state_dict",
+    "load_torchscript",
     "register_model",
     "resolve_weights",
 ]
