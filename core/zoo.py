@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from core.datasets import load_fashion_mnist
+from core.evaluation import evaluate
 from core.models import MODEL_DIR, Normalized, get_model_spec
 
 
@@ -59,7 +60,7 @@ def train_bundled(
     train = load_fashion_mnist("train")
     test = load_fashion_mnist("test")
     x_train, y_train = (t.to(device) for t in train.tensors())  # 190 MB: fine on a GPU or in RAM
-    x_test, y_test = test.tensors()
+    x_test, y_test = test.tensors(device)
     model = Normalized(spec.build(), spec.mean, spec.std).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = (len(x_train) + cfg.batch_size - 1) // cfg.batch_size
@@ -82,7 +83,7 @@ def train_bundled(
             loss.backward()
             opt.step()
             sched.step()
-        acc = accuracy(model, x_test, y_test, device=device)
+        acc = evaluate(model, x_test, y_test, batch_size=1000).clean_accuracy
         if progress is not None:
             progress(f"epoch {epoch + 1}/{cfg.epochs}: test accuracy {acc:.4f} ({time.perf_counter() - start:.0f} s)")
     card = {
@@ -106,18 +107,6 @@ def train_bundled(
     _atomic_save(model.model.state_dict(), out_dir / f"{name}.pt")
     (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
-
-
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, device="cpu", batch_size: int = 1000) -> float:
-    """Top-1 accuracy of ``model`` on (x, y), evaluated in batches in eval mode."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += int((model(x[i : i + batch_size].to(device)).argmax(1).cpu() == y[i : i + batch_size]).sum())
-    model.train(was_training)
-    return correct / len(x)
 
 
 def _atomic_save(state: dict, path: Path) -> None:

@@ -276,6 +276,7 @@ def test_every_measure_works_as_a_transport_cost():
         (dict(budget=-0.1), "positive"),
         (dict(budget=0.1, metric="nope"), "unknown measure"),
         (dict(budget=0.1, budget_mode="each"), "budget_mode"),
+        (dict(budget=0.1, dual="bisection", bisection_rounds=0), "bisection_rounds"),
     ],
 )
 def test_wdro_rejects_bad_arguments(kwargs, message):

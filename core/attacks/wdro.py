@@ -138,6 +138,8 @@ class WDRO(Attack):
         if not 0.0 <= dual_warmup < 1.0:
             raise ValueError(f"dual_warmup: expected a fraction in [0, 1), got {dual_warmup!r}")
         self.dual_warmup = float(dual_warmup)
+        if int(bisection_rounds) < 1:
+            raise ValueError(f"bisection_rounds: expected a positive integer, got {bisection_rounds!r}")
         self.bisection_rounds = int(bisection_rounds)
 
     # -- the three ways to solve it ----------------------------------------------------------
