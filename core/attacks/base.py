@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -103,6 +104,10 @@ class Attack:
         loss: ``"ce"`` (cross-entropy, the DRO objective) or ``"margin"`` (Carlini-Wagner
             margin ``max_{j != y} z_j - z_y``, capped at ``kappa``).
         kappa: Cap of the margin loss (confidence), ignored for ``"ce"``.
+
+    Attributes:
+        on_step: Optional ``(step, total)`` callback after each ascent step (progress bars);
+            a bisection's passes report one after another.
     """
 
     name: ClassVar[str] = ""
@@ -114,6 +119,7 @@ class Attack:
         self.model = model
         self.loss = loss
         self.kappa = float(kappa)
+        self.on_step: Callable[[int, int], None] | None = None
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None, seed: int = 0
@@ -181,6 +187,11 @@ class Attack:
     def _cost(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         """(N,) what the attack spent, in its own metric."""
         raise NotImplementedError
+
+    def _step_done(self, step: int, total: int) -> None:
+        """Tell ``on_step`` (if set, e.g. by a progress bar) that ascent step ``step`` of ``total`` is done."""
+        if self.on_step is not None:
+            self.on_step(step, total)
 
     def per_sample_loss(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """(N,) the loss the attack ascends: untargeted pushes away from ``y``, targeted towards ``target``."""

@@ -49,9 +49,10 @@ class PGD(Attack):
 
     def _perturb(self, x, y, target, generator) -> Perturbation:
         x_adv = self.threat.init(x, generator) if self.random_start else x.clone()
-        for _ in range(self.steps):
+        for t in range(self.steps):
             _, grad = self.loss_and_grad(x_adv, y, target)
             x_adv = self.threat.project(x, self.threat.step(x_adv, grad, self.step_size))
+            self._step_done(t + 1, self.steps)
         return Perturbation(x_adv=x_adv, steps=self.steps)
 
     def _cost(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:

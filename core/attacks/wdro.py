@@ -205,6 +205,7 @@ class WDRO(Attack):
                 if not bool(finite.all()):
                     x_adv = torch.where(finite.view(-1, 1, 1, 1), x_adv, last_finite)
                 gammas.append(gamma)
+                self._step_done(t + 1, self.steps)
                 if online and t >= self.dual_warmup * self.steps:
                     log_gamma = self._dual_step(log_gamma, cost, finite)
         x_adv = self._finite_or_fallback(x, x_adv, last_finite, cost_fn)
