@@ -1,0 +1,117 @@
+"""Plotly figures of attacks and comparisons (used by the app and by the benchmark scripts).
+
+Each function takes plain results from :mod:`core.explore` or :mod:`core.compare`
+and returns a ``plotly.graph_objects.Figure``; nothing here draws on screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+import torch
+
+from core.compare import SweepPoint
+from core.measures import MEASURES
+
+BEFORE, AFTER = "#4C78A8", "#E45756"
+ATTACK_COLOURS = {"pgd-linf": "#F58518", "wdro": "#54A24B", "pgd-l2": "#B279A2", "fgsm": "#9D755D"}
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
+
+
+def top_classes_figure(rows: Sequence[Mapping[str, float | str]], *, title: str = "Class probabilities") -> go.Figure:
+    """Horizontal grouped bars of each class's probability before and after the attack."""
+    classes = [str(r["class"]) for r in rows][::-1]
+    fig = go.Figure([
+        go.Bar(y=classes, x=[float(r["before"]) for r in rows][::-1], name="clean", orientation="h", marker_color=BEFORE),
+        go.Bar(y=classes, x=[float(r["after"]) for r in rows][::-1], name="attacked", orientation="h", marker_color=AFTER),
+    ])
+    fig.update_layout(title=title, barmode="group", xaxis=dict(range=[0, 1], title="probability"),
+                      height=80 + 40 * len(rows), legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+    return fig
+
+
+def difference_figure(difference: torch.Tensor, *, title: str = "Local dissimilarity 1 - SSIM") -> go.Figure:
+    """Heat map of a per-pixel dissimilarity map (H, W); 0 where the images agree."""
+    z = difference.detach().float().cpu().numpy()
+    fig = go.Figure(go.Heatmap(z=z[::-1], colorscale="Inferno", zmin=0.0, zmax=max(float(z.max()), 1e-6),
+                               colorbar=dict(thickness=10)))
+    fig.update_layout(title=title, height=320, yaxis=dict(scaleanchor="x", visible=False),
+                      xaxis=dict(visible=False), **_LAYOUT)
+    return fig
+
+
+def measure_distributions(
+    results: Mapping[str, Mapping[str, torch.Tensor]], measures: Sequence[str]
+) -> go.Figure:
+    """Box plots of each measure's per-image scores, one box per attack, one panel per measure.
+
+    Args:
+        results: ``{attack display name: {measure name: (N,) scores}}``.
+        measures: Which measures to show, in order.
+    """
+    from plotly.subplots import make_subplots
+
+    titles = [MEASURES[m].label + (" (higher = closer)" if MEASURES[m].higher_is_better else " (lower = closer)")
+              for m in measures]
+    fig = make_subplots(rows=1, cols=len(measures), subplot_titles=titles)
+    for col, name in enumerate(measures, start=1):
+        for i, (attack, scores) in enumerate(results.items()):
+            values = scores[name].detach().float().cpu().numpy()
+            fig.add_trace(go.Box(y=values, name=attack, marker_color=list(ATTACK_COLOURS.values())[i % 4],
+                                 showlegend=col == 1, boxpoints="all", jitter=0.4, pointpos=0), row=1, col=col)
+    fig.update_layout(height=360, **_LAYOUT)
+    return fig
+
+
+def frontier_figure(
+    sweeps: Mapping[str, Sequence[SweepPoint]], measure: str, *, marks: Mapping[str, SweepPoint] | None = None
+) -> go.Figure:
+    """Attack success against mean perceptual score, one curve per attack over its budget sweep.
+
+    Args:
+        sweeps: ``{attack display name: points}``.
+        measure: The measure on the x axis.
+        marks: Optional ``{attack display name: point}`` to highlight (the matched runs).
+    """
+    m = MEASURES[measure]
+    fig = go.Figure()
+    for i, (attack, points) in enumerate(sweeps.items()):
+        points = sorted(points, key=lambda p: p.measures[measure], reverse=m.higher_is_better)
+        colour = list(ATTACK_COLOURS.values())[i % 4]
+        fig.add_trace(go.Scatter(
+            x=[p.measures[measure] for p in points], y=[p.success_rate for p in points], mode="lines+markers",
+            name=attack, marker_color=colour, text=[f"budget {p.param:.3g}" for p in points],
+            hovertemplate="%{text}<br>" + m.label + " %{x:.4f}<br>success %{y:.2f}<extra></extra>",
+        ))
+        if marks and attack in marks:
+            p = marks[attack]
+            fig.add_trace(go.Scatter(x=[p.measures[measure]], y=[p.success_rate], mode="markers", showlegend=False,
+                                     marker=dict(symbol="star", size=16, color=colour, line=dict(width=1)),
+                                     hovertemplate=f"matched: budget {p.param:.3g}<extra></extra>"))
+    direction = "closer to the clean image" if m.higher_is_better else "closer to the clean image (right)"
+    fig.update_layout(title=f"Attack success against mean {m.label}", yaxis=dict(title="attack success", range=[0, 1.02]),
+                      xaxis=dict(title=f"mean {m.label} ({direction})", autorange="reversed" if not m.higher_is_better else True),
+                      height=360, **_LAYOUT)
+    return fig
+
+
+def cost_histogram(cost: torch.Tensor, budget: float, *, label: str = "1 - SSIM", pointwise: torch.Tensor | None = None) -> go.Figure:
+    """Histogram of the cost spent per image under a distributional budget, with the uniform budget marked.
+
+    Args:
+        cost: (N,) cost each image received.
+        budget: The DRO budget delta (its mean); a uniform (pointwise) budget gives every image at most this.
+        label: Name of the cost for the axis.
+        pointwise: Optional (N,) cost of the pointwise attack at the same budget, drawn beside it.
+    """
+    fig = go.Figure(go.Histogram(x=cost.detach().float().cpu().numpy(), name="distributional", nbinsx=30,
+                                 marker_color=ATTACK_COLOURS["wdro"], opacity=0.8))
+    if pointwise is not None:
+        fig.add_trace(go.Histogram(x=pointwise.detach().float().cpu().numpy(), name="pointwise (same delta per image)",
+                                   nbinsx=30, marker_color="#999999", opacity=0.6))
+    fig.add_vline(x=budget, line_dash="dash", annotation_text=f"delta = {budget:.3g}", annotation_position="top")
+    fig.update_layout(title="Where the distributional budget went", barmode="overlay",
+                      xaxis=dict(title=f"cost spent per image ({label})"), yaxis=dict(title="images"),
+                      height=340, legend=dict(orientation="h", y=-0.3), **_LAYOUT)
+    return fig
