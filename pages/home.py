@@ -2,8 +2,11 @@
 
 import streamlit as st
 
-from core.device import default_device, describe_device
+from core.device import describe_device
 from core.models import MODELS
+from pages.common import device, keep_choices
+
+keep_choices()  # first, before any widget: see pages.common.keep
 
 st.title("Human-imperceptible attacks and fairness")
 st.markdown(
@@ -12,7 +15,14 @@ st.markdown(
     "and Nguyen, [arXiv 2111.15603](https://arxiv.org/abs/2111.15603). The DRO budget says how much "
     "perceptual change the attacker may spend on average over a dataset."
 )
-st.metric("Running on", describe_device(default_device()))
+st.metric("Running on", describe_device(device()))
+st.markdown(
+    "- **Attack explorer**: one image, one attack; clean and attacked side by side, the perturbation, "
+    "the SSIM map, class probabilities and every perceptual measure.\n"
+    "- **SSIM vs L-inf**: PGD-L-inf and W-DRO-SSIM at the same attack success on a batch of test images; "
+    "where the DRO budget goes.\n"
+    "- **Method**: the formulation, what the budget delta and the multiplier gamma mean, references."
+)
 st.subheader("Models")
 st.dataframe(
     [
@@ -27,3 +37,5 @@ st.dataframe(
     ],
     hide_index=True,
 )
+st.caption("ImageNet weights are downloaded into torch hub's cache on first use (the explorer offers it), "
+           "or loaded from a state-dict file you upload.")

@@ -1,18 +1,50 @@
-"""The Streamlit app starts and renders its home page (AppTest runs the real script)."""
+"""Every page of the Streamlit app, run as a real script by AppTest: widgets set, Run clicked, outputs checked."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.error import URLError
 
+import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
-from core.models import MODELS
+from core.compat import torchvision
+from core.models import MODELS, hub_weights_path
 
 ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120  # seconds per script run: importing torch alone takes ~2 s, the compare page runs ~10 attacks
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+
+
+def _page(name: str) -> AppTest:
+    app = _app()
+    app.switch_page(f"pages/{name}.py").run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _metrics(app: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in app.metric}
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch) -> Path:
+    """An empty torch hub cache, and downloads that fail at once without touching the network."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(url, dst, hash_prefix=None, progress=True):
+        raise URLError("offline (test)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path / "hub" / "checkpoints"
 
 
 def test_home_page_renders_device_and_models():
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    app = _app()
     assert not app.exception
     assert "imperceptible" in app.title[0].value
     assert app.metric[0].label == "Running on"
@@ -20,3 +52,123 @@ def test_home_page_renders_device_and_models():
     table = app.dataframe[0].value
     assert list(table["model"]) == list(MODELS)
     assert bool(table.loc[table["model"] == "fmnist-cnn", "available offline"].item())
+
+
+def test_explorer_runs_the_default_attack():
+    app = _page("explorer")
+    assert app.selectbox(key="keep.model").value == "fmnist-cnn"
+    assert app.button(key="explore.run").disabled is False
+    metric_options = app.selectbox(key="keep.metric.1x28").options
+    assert "SSIM" in metric_options and "MS-SSIM" not in metric_options  # MS-SSIM needs 161 px
+    app.button(key="explore.run").click().run()
+    assert not app.exception and not app.error
+    shown = _metrics(app)
+    assert shown["Attack"] == "succeeded"
+    assert shown["Prediction"] != "Trouser"  # the first gallery image is a trouser
+    assert 1 - 0.01 - 1e-4 <= float(shown["SSIM"]) < 1.0  # budget delta = 0.01 of 1 - SSIM holds
+    table = app.dataframe[0].value.set_index("measure")
+    assert table.loc["SSIM", "attack's cost"] == "yes"
+    assert 0.0 <= table.loc["HaarPSI", "score"] <= 1.0 and table.loc["PSNR (dB)", "score"] > 20
+    assert 0.0 < table.loc["L-inf", "score"] <= 1.0
+    assert table.loc["MS-SSIM", "score"] != table.loc["MS-SSIM", "score"]  # NaN: not valid at 28 px
+    assert "161" in table.loc["MS-SSIM", "better"]
+    assert len(app.get("download_button")) == 3
+    assert len(app.get("plotly_chart")) == 2 and len(app.get("image")) == 3
+
+    # the amplification changes the display without running the attack again
+    result = app.session_state["explore.result"]["out"]
+    app.slider(key="keep.factor").set_value(80).run()
+    assert app.session_state["explore.result"]["out"] is result
+    assert any("x80" in c for img in app.get("image") for c in img.captions)
+
+
+def test_explorer_pgd_linf_respects_eps_and_choices_survive_pages():
+    app = _page("explorer")
+    app.selectbox(key="keep.attack").set_value("pgd-linf").run()
+    app.slider(key="keep.eps_linf").set_value(4).run()
+    app.selectbox(key="keep.gallery.1").set_value(10).run()
+    app.button(key="explore.run").click().run()
+    assert not app.exception
+    shown = _metrics(app)
+    assert float(shown["L-inf"].split("/")[0]) <= 4.0 + 1e-3
+    app.switch_page("pages/method.py").run()
+    app.switch_page("pages/explorer.py").run()
+    assert app.selectbox(key="keep.attack").value == "pgd-linf"
+    assert app.slider(key="keep.eps_linf").value == 4
+    assert app.selectbox(key="keep.gallery.1").value == 10
+    assert "explore.result" in app.session_state  # the last result is still shown
+    assert _metrics(app)["L-inf"] == shown["L-inf"]
+
+
+def test_explorer_wdro_options(monkeypatch):
+    app = _page("explorer")
+    app.selectbox(key="keep.metric.1x28").set_value("haarpsi").run()
+    app.select_slider(key="keep.budget.haarpsi").set_value(0.05).run()
+    app.number_input(key="keep.steps.wdro").set_value(30).run()
+    app.button(key="explore.run").click().run()
+    assert not app.exception
+    table = app.dataframe[0].value.set_index("measure")
+    assert table.loc["HaarPSI", "attack's cost"] == "yes"
+    assert table.loc["HaarPSI", "score"] >= 1 - 0.05 - 1e-4
+    app.checkbox(key="keep.penalty").check().run()
+    app.number_input(key="keep.gamma").set_value(1e5).run()
+    app.button(key="explore.run").click().run()
+    assert not app.exception
+    assert _metrics(app)["Attack"] == "failed"  # gamma = 1e5 makes any change too expensive
+    assert any("gamma = 1e+05" in s.value or "gamma = 100000" in s.value for s in app.subheader)
+
+
+def test_explorer_missing_imagenet_weights_give_a_message(offline_hub):
+    app = _page("explorer")
+    app.selectbox(key="keep.model").set_value("resnet18").run()
+    assert not app.exception
+    assert any("not on this machine" in i.value for i in app.info)
+    app.button(key="explore.download").click().run()
+    assert not app.exception
+    assert any("Download failed" in e.value and "resnet18" in e.value for e in app.error)
+
+
+def test_explorer_runs_an_imagenet_model_from_the_hub_cache(offline_hub):
+    path = hub_weights_path(MODELS["resnet18"].torchvision_weights)
+    assert path.parent == offline_hub
+    offline_hub.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)  # random weights, real file
+    app = _page("explorer")
+    app.selectbox(key="keep.model").set_value("resnet18").run()
+    options = app.selectbox(key="keep.metric.3x224").options
+    assert {"MS-SSIM", "FSIM", "VIF"} <= set(options)  # valid at 224 px RGB
+    assert app.selectbox(key="keep.gallery.3").options[0] == "astronaut"
+    app.selectbox(key="keep.attack").set_value("fgsm").run()
+    app.button(key="explore.run").click().run()
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value.set_index("measure")
+    assert table["score"].notna().all()  # every measure applies to a 224 px photo
+    assert table.loc["L-inf", "score"] == pytest.approx(8 / 255, abs=1e-3)
+
+
+def test_compare_page_matches_damage():
+    app = _page("compare")
+    assert any("Run the comparison" in i.value for i in app.info)
+    app.slider(key="keep.cmp_n").set_value(16).run()
+    app.number_input(key="keep.cmp_steps").set_value(20).run()
+    app.button(key="compare.run").click().run()
+    assert not app.exception and not app.error
+    shown = _metrics(app)
+    pgd, wdro = (float(shown[k].rstrip("%")) / 100 for k in ("PGD-L-inf success", "W-DRO-SSIM success"))
+    assert abs(pgd - wdro) <= 1 / 16 + 1e-9  # matched damage, to one image
+    ssim_pgd, ssim_wdro = map(float, shown["Mean SSIM (PGD / W-DRO)"].split(" / "))
+    assert ssim_wdro > ssim_pgd and 0.0 < ssim_pgd < 1.0
+    assert float(shown["Matched budget delta"]) > 0
+    assert len(app.get("plotly_chart")) == 4  # distributions, two frontiers, histogram
+    assert len(app.get("image")) == 3 * 8  # clean / L-inf / SSIM rows
+    assert any("fool" in i.value and "SSIM" in i.value for i in app.info)  # the sentence to notice
+
+
+def test_method_page_has_the_formulation_and_references():
+    app = _page("method")
+    assert len(app.latex) >= 4
+    assert any("sup_{Q" in tex.value for tex in app.latex)
+    text = " ".join(m.value for m in app.markdown)
+    assert "2111.15603" in text and "Blanchet" in text and "gamma" in text
+    assert list(app.dataframe[0].value["measure"])[0] == "SSIM"

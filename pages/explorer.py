@@ -1,0 +1,225 @@
+"""Attack explorer: one model, one image, one attack; clean and attacked side by side."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+from PIL import Image
+
+from core.explore import (
+    ATTACK_CHOICES,
+    ATTACK_LABELS,
+    AttackSettings,
+    Exploration,
+    gallery_for,
+    label_index,
+    measure_support,
+    run_attack,
+    suggested_factor,
+)
+from core.figures import difference_figure, top_classes_figure
+from core.imageio import load_tensor, png_bytes
+from core.measures import MEASURES
+from core.models import MODELS, get_model_spec, resolve_weights
+from pages.common import (
+    cached_model,
+    device,
+    display_image,
+    has_test_set,
+    keep,
+    keep_choices,
+    model_label,
+    save_uploaded_weights,
+    show_error,
+    test_set,
+)
+
+keep_choices()  # first, before any widget: see pages.common.keep
+
+BUDGETS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+SOURCES = ("Gallery", "Upload", "Random test image")
+RESULT = "explore.result"
+
+st.title("Attack explorer")
+st.caption("Pick a classifier, an image and an attack; press **Run**. The W-DRO attack spends a perceptual "
+           "budget (SSIM by default) instead of an L-inf or L2 radius.")
+
+controls, results = st.columns([1, 2.4], gap="large")
+
+# -- the model ----------------------------------------------------------------------------------
+with controls:
+    name = st.selectbox("Model", list(MODELS), format_func=model_label, key=keep("keep.model"))
+    spec = get_model_spec(name)
+    weights_path = None
+    if not spec.available_offline():
+        st.info(f"The weights of **{name}** are not on this machine. Download them (needs internet), "
+                "or upload a state-dict file of this architecture.", icon=":material/download:")
+        uploaded_weights = st.file_uploader("State dict (.pt, .pth)", type=["pt", "pth"], key="explore.weights")
+        if uploaded_weights is not None:
+            weights_path = save_uploaded_weights(uploaded_weights.getvalue())
+        elif st.button("Download the weights", key="explore.download"):
+            with st.spinner(f"Downloading the weights of {name} ..."):
+                try:
+                    resolve_weights(spec)
+                    st.rerun()
+                except ValueError as err:
+                    show_error(err, what="Download failed")
+    try:
+        model = cached_model(name, weights_path) if spec.available_offline() or weights_path else None
+    except ValueError as err:
+        show_error(err, what="Could not load the model")
+        model = None
+    if model is None:
+        st.stop()
+
+    # -- the image --------------------------------------------------------------------------------
+    shape = (1, spec.channels, spec.input_size, spec.input_size)
+    source = st.radio("Image", SOURCES, horizontal=True, key=keep("keep.source"))
+    x, true_label, image_note = None, None, ""
+    if source == "Gallery":
+        items = gallery_for(spec)
+        pick = st.selectbox("Gallery image", range(len(items)), format_func=lambda i: items[i].name,
+                            key=keep(f"keep.gallery.{spec.channels}"))
+        x = load_tensor(items[pick].path, channels=spec.channels, size=spec.input_size)
+        true_label = label_index(spec, items[pick].label)
+        image_note = items[pick].name
+    elif source == "Upload":
+        upload = st.file_uploader("Image file", type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"],
+                                  key="explore.upload")
+        if upload is not None:
+            data = upload.getvalue()
+            try:
+                x = load_tensor(data, channels=spec.channels, size=spec.input_size)
+            except (ValueError, OSError) as err:
+                show_error(err, what=f"Cannot use {upload.name}")
+            else:
+                side = min(Image.open(io.BytesIO(data)).size)
+                image_note = upload.name
+                if side < spec.input_size:
+                    st.warning(f"{upload.name} is {side} px on its short side; it was enlarged to "
+                               f"{spec.input_size} px for {name}.", icon=":material/zoom_in:")
+    elif has_test_set(name):
+        x_test, y_test, data_source = test_set()
+        if "keep.test_index" not in st.session_state:
+            st.session_state["keep.test_index"] = 0
+        if st.button("Draw another test image", key="explore.draw"):
+            st.session_state["keep.test_index"] = int(torch.randint(len(y_test), ()).item())
+        index = st.session_state["keep.test_index"] % len(y_test)
+        x, true_label = x_test[index: index + 1], int(y_test[index])
+        image_note = f"Fashion-MNIST test image #{index} ({data_source})"
+    else:
+        st.info(f"No labelled test images of {name} are available offline; use the gallery or an upload.")
+
+    # -- the attack -------------------------------------------------------------------------------
+    attack = st.selectbox("Attack", ATTACK_CHOICES, format_func=ATTACK_LABELS.get, key=keep("keep.attack"))
+    valid, skipped = measure_support(shape)
+    costs = [m for m in valid if m != "linf"]
+    settings = AttackSettings(attack=attack)
+    if attack == "wdro":
+        metric = st.selectbox("Perceptual measure (transport cost)", costs, format_func=lambda m: MEASURES[m].label,
+                              key=keep(f"keep.metric.{spec.channels}x{spec.input_size}"),
+                              help="Only the measures valid at this model's input size and channels are listed.")
+        budget = st.select_slider(f"DRO budget delta (mean {MEASURES[metric].cost_formula})", BUDGETS,
+                                  key=keep(f"keep.budget.{metric}", 0.01), format_func=lambda v: f"{v:g}")
+        settings = replace(settings, metric=metric, budget=budget)
+    elif attack == "pgd-l2":
+        settings = replace(settings, eps=st.slider("L2 radius eps", 0.1, 5.0, step=0.1, key=keep("keep.eps_l2", 1.0)))
+    else:
+        eps255 = st.slider("L-inf radius eps (in 1/255)", 1, 32, key=keep("keep.eps_linf", 8))
+        settings = replace(settings, eps=eps255 / 255)
+    with st.expander("Advanced"):
+        if attack == "wdro":
+            if st.checkbox("Penalty form: fix gamma instead of the budget", key=keep("keep.penalty")):
+                gamma = st.number_input("gamma", min_value=1e-3, max_value=1e6, format="%g",
+                                        key=keep("keep.gamma", 100.0), help="Larger gamma: a milder, cheaper-looking attack.")
+                settings = replace(settings, gamma=gamma)
+        if attack != "fgsm":
+            default_steps, default_step = (100, 0.01) if attack == "wdro" else (10, 0.0)
+            steps = st.number_input("Steps", 1, 1000, key=keep(f"keep.steps.{attack}", default_steps))
+            step = st.number_input("Step size (0: the attack's default)" if attack != "wdro" else "Step size",
+                                   0.0, 1.0, format="%g", key=keep(f"keep.step.{attack}", default_step))
+            settings = replace(settings, steps=int(steps), step_size=step if step > 0 else None)
+        loss = st.radio("Loss", ("margin", "ce"), horizontal=True, key=keep("keep.loss"),
+                        format_func={"margin": "margin (stop once fooled)", "ce": "cross-entropy"}.get,
+                        help="On one confident image the cross-entropy saturates (its gradient underflows), "
+                             "so the margin loss is the default.")
+        seed = st.number_input("Seed", 0, 2**31 - 1, key=keep("keep.seed", 0))
+        settings = replace(settings, loss=loss, seed=int(seed))
+    if skipped:
+        st.caption("Not available at this size: " + "; ".join(
+            f"{MEASURES[m].label}" for m in skipped) + " (see the table of measures).")
+    run = st.button("Run", type="primary", disabled=x is None, key="explore.run", width="stretch")
+
+# -- running ----------------------------------------------------------------------------------------
+if run and x is not None:
+    bar = results.progress(0.0, text=f"Running {settings.describe()} ...")
+    try:
+        out = run_attack(model, x.to(device()), settings, labels=spec.labels, label=true_label,
+                         progress=lambda t, n: bar.progress(t / n, text=f"{ATTACK_LABELS[attack]}: step {t} of {n}"))
+    except (ValueError, RuntimeError) as err:
+        bar.empty()
+        show_error(err, what="The attack could not run")
+        out = None
+    else:
+        bar.empty()
+        st.session_state[RESULT] = {"out": out, "model": name, "image": image_note}
+        st.session_state["keep.factor"] = suggested_factor(out.x, out.x_adv)
+
+# -- results ----------------------------------------------------------------------------------------
+shown = st.session_state.get(RESULT)
+with results:
+    if shown is None:
+        st.info("Choose the settings on the left and press **Run**.", icon=":material/play_arrow:")
+        st.stop()
+    out: Exploration = shown["out"]
+    if out.settings != settings or shown["model"] != name or shown["image"] != image_note:
+        st.caption(":material/info: The settings changed since this result; press **Run** to update it.")
+    st.subheader(f"{shown['model']} · {shown['image']} · {out.settings.describe()}")
+    verdict = "fooled" if out.success else "not fooled"
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Attack", "succeeded" if out.success else "failed")
+    m2.metric("Prediction", out.pred_adv, delta=f"was {out.pred_clean}", delta_color="off")
+    m3.metric("SSIM", f"{out.measures['ssim']:.4f}" if "ssim" in out.measures else "n/a")
+    m4.metric("L-inf", f"{out.measures['linf'] * 255:.1f}/255")
+    factor = st.slider("Amplification of the perturbation", 1, 100, key=keep("keep.factor"),
+                       help="Changes the display only; the attack is not run again.")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.image(display_image(out.x), caption=f"clean: {out.pred_clean}", width="stretch")
+    c2.image(display_image(out.x_adv), caption=f"attacked: {out.pred_adv} ({verdict})", width="stretch")
+    c3.image(display_image(out.perturbation(factor)), caption=f"perturbation x{factor} (grey = 0)",
+             width="stretch")
+    with c4:
+        st.plotly_chart(difference_figure(out.difference), key="explore.map")
+    left, right = st.columns([1.2, 1])
+    with left:
+        st.plotly_chart(top_classes_figure(out.top_classes(5), title=f"Top classes (true: {out.label})"),
+                        width="stretch", key="explore.top5")
+    with right:
+        rows = [{
+            "measure": MEASURES[m].label,
+            "score": v,
+            "better": "higher" if MEASURES[m].higher_is_better else "lower",
+            "attack's cost": "yes" if m == out.result.metric else "",
+        } for m, v in out.measures.items()]
+        rows += [{"measure": MEASURES[m].label, "score": None, "better": why, "attack's cost": ""}
+                 for m, why in out.skipped.items()]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                     column_config={"score": st.column_config.NumberColumn(format="%.5g")})
+        gamma = float(out.result.final_gamma[0])
+        if gamma == gamma:  # W-DRO: the multiplier it ended with
+            st.caption(f"Final gamma = {gamma:.4g}; transport cost spent = {float(out.result.cost[0]):.4g}.")
+    stem = f"{shown['model']}_{out.settings.attack}"
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("Attacked image (PNG)", png_bytes(out.x_adv[0]), f"{stem}_attacked.png", "image/png",
+                       key="explore.dl_adv")
+    buffer = io.BytesIO()
+    np.save(buffer, out.raw_perturbation().numpy())
+    d2.download_button("Perturbation (NumPy .npy)", buffer.getvalue(), f"{stem}_perturbation.npy",
+                       "application/octet-stream", key="explore.dl_delta")
+    d3.download_button(f"Perturbation x{factor} (PNG)", png_bytes(out.perturbation(factor)),
+                       f"{stem}_perturbation_x{factor}.png", "image/png", key="explore.dl_delta_png")
