@@ -31,13 +31,18 @@ def top_classes_figure(rows: Sequence[Mapping[str, float | str]], *, title: str 
     return fig
 
 
-def difference_figure(difference: torch.Tensor, *, title: str = "Local dissimilarity 1 - SSIM") -> go.Figure:
-    """Heat map of a per-pixel dissimilarity map (H, W); 0 where the images agree."""
+def difference_figure(difference: torch.Tensor, *, title: str | None = None, height: int = 260) -> go.Figure:
+    """Heat map of a per-pixel dissimilarity map (H, W), square, 0 (black) where the images agree.
+
+    Sized to sit beside the images of the explorer: no title by default (the page puts a
+    caption under it), the colour bar laid flat underneath.
+    """
     z = difference.detach().float().cpu().numpy()
     fig = go.Figure(go.Heatmap(z=z[::-1], colorscale="Inferno", zmin=0.0, zmax=max(float(z.max()), 1e-6),
-                               colorbar=dict(thickness=10)))
-    fig.update_layout(title=title, height=320, yaxis=dict(scaleanchor="x", visible=False),
-                      xaxis=dict(visible=False), **_LAYOUT)
+                               colorbar=dict(orientation="h", thickness=8, y=-0.02, yanchor="top", len=1.0)))
+    layout = {**_LAYOUT, "margin": dict(l=0, r=0, t=30 if title else 0, b=30)}
+    fig.update_layout(title=title, height=height, yaxis=dict(scaleanchor="x", constrain="domain", visible=False),
+                      xaxis=dict(visible=False, constrain="domain"), **layout)
     return fig
 
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from core.datasets import load_fashion_mnist
-from core.device import default_device
+from core.device import default_device, server_threads
 from core.imageio import tensor_to_image
 from core.models import MODELS, get_model_spec, load_model
 
@@ -61,6 +61,7 @@ def device() -> torch.device:
 
 @st.cache_resource(show_spinner=False)
 def _device() -> torch.device:
+    torch.set_num_threads(server_threads())  # once per process: see core.device.server_threads
     return default_device()
 
 

@@ -182,7 +182,7 @@ with results:
     st.subheader(f"{shown['model']} · {shown['image']} · {out.settings.describe()}")
     verdict = "fooled" if out.success else "not fooled"
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Attack", "succeeded" if out.success else "failed")
+    m1.metric("Attack succeeded", "yes" if out.success else "no")
     m2.metric("Prediction", out.pred_adv, delta=f"was {out.pred_clean}", delta_color="off")
     m3.metric("SSIM", f"{out.measures['ssim']:.4f}" if "ssim" in out.measures else "n/a")
     m4.metric("L-inf", f"{out.measures['linf'] * 255:.1f}/255")
@@ -194,7 +194,8 @@ with results:
     c3.image(display_image(out.perturbation(factor)), caption=f"perturbation x{factor} (grey = 0)",
              width="stretch")
     with c4:
-        st.plotly_chart(difference_figure(out.difference), key="explore.map")
+        st.plotly_chart(difference_figure(out.difference), key="explore.map", width="stretch")
+        st.caption(f"where SSIM sees the change: local 1 - SSIM (max {float(out.difference.max()):.3f})")
     left, right = st.columns([1.2, 1])
     with left:
         st.plotly_chart(top_classes_figure(out.top_classes(5), title=f"Top classes (true: {out.label})"),

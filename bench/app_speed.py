@@ -1,0 +1,127 @@
+"""How fast the app answers in a real browser (a benchmark, not a test).
+
+    python -m bench.app_speed [--repeats 5]
+
+Starts ``streamlit run app.py`` on loopback and drives it with Debian's headless chromium
+(Playwright), as a person would, and prints three wall times:
+
+* **cold start**: from launching the server process to the home page's heading rendered
+  (the browser is already open). Target <= 8 s.
+* **default run**: on the attack explorer, from clicking Run to the results rendered
+  (metrics, the three images loaded, both plotly charts drawn) for the default model
+  (fmnist-cnn), image and attack (W-DRO-SSIM, 100 steps). Target <= 1.5 s.
+* **resnet18 run**: the same for resnet18 on the 224 x 224 gallery photo with 50 steps.
+  Its weights come from a local file: a state dict written into a temporary torch hub
+  cache (random weights of the right shape: the timing does not depend on their values,
+  and nothing is downloaded). Target <= 8 s.
+
+Each run is measured in a fresh browser session (a new page load), after the model has been
+loaded once by an untimed visit, and the median of ``--repeats`` is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from playwright.sync_api import expect, sync_playwright
+
+from bench.browser import free_port, launch, start_server, stop_server, wait_healthy
+from core.compat import torchvision
+from core.models import MODELS, hub_weights_path
+
+TIMEOUT = 300_000  # ms
+TARGETS = {"cold start": 8.0, "default run": 1.5, "resnet18 run": 8.0}
+
+
+def write_local_resnet18(hub: Path) -> None:
+    """A resnet18 state dict where torch hub's cache expects the ImageNet weights."""
+    os.environ["TORCH_HOME"] = str(hub)
+    path = hub_weights_path(MODELS["resnet18"].torchvision_weights)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+
+
+def results_rendered(page, images: int = 3, charts: int = 2) -> None:
+    page.get_by_test_id("stMetric").filter(has_text="Attack succeeded").wait_for(timeout=TIMEOUT)
+    page.wait_for_function(
+        "([n, c]) => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+        ".filter(i => i.complete && i.naturalWidth > 0).length >= n"
+        " && document.querySelectorAll('.js-plotly-plot .main-svg').length >= c",
+        arg=[images, charts], timeout=TIMEOUT)
+
+
+def explorer(page, url: str, model: str | None = None, steps: int | None = None):
+    """Open the explorer in a fresh session, pick the model and steps; return the Run button."""
+    page.goto(f"{url}/explorer")
+    run = page.get_by_role("button", name="Run", exact=True)
+    run.wait_for(timeout=TIMEOUT)
+    if model:
+        page.get_by_test_id("stSelectbox").filter(has_text="Model").first.click()
+        page.get_by_role("option", name=model, exact=True).click()
+        expect(page.get_by_role("combobox", name="Gallery image")).to_have_value("astronaut", timeout=TIMEOUT)
+    if steps:
+        page.get_by_text("Advanced").click()
+        box = page.get_by_label("Steps", exact=True)
+        box.fill(str(steps))
+        box.press("Enter")
+        page.wait_for_timeout(500)
+        page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
+    return run
+
+
+def time_run(page, url: str, model: str | None = None, steps: int | None = None) -> float:
+    run = explorer(page, url, model, steps)
+    start = time.perf_counter()
+    run.click()
+    results_rendered(page)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    times: dict[str, list[float]] = {k: [] for k in TARGETS}
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        write_local_resnet18(Path(tmp))
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        start = time.perf_counter()
+        proc = start_server(port, env={"TORCH_HOME": tmp})
+        try:
+            wait_healthy(url, proc)
+            page.goto(url)
+            page.get_by_role("heading", name="Human-imperceptible attacks").wait_for(timeout=TIMEOUT)
+            times["cold start"].append(time.perf_counter() - start)
+            for key, model, steps in (("default run", None, None), ("resnet18 run", "resnet18", 50)):
+                time_run(page, url, model, steps)  # untimed: loads and caches the model
+                for _ in range(args.repeats):
+                    times[key].append(time_run(page, url, model, steps))
+        finally:
+            log = stop_server(proc)
+            if "Traceback" in log:
+                print(log[-3000:])
+        browser.close()
+
+    print(f"app speed in headless chromium, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+          f"median of {args.repeats} (cold start: 1)")
+    print(f"{'':<14}{'median s':>9}{'min s':>8}{'max s':>8}{'target s':>10}  met")
+    for key, values in times.items():
+        median = statistics.median(values)
+        print(f"{key:<14}{median:>9.2f}{min(values):>8.2f}{max(values):>8.2f}{TARGETS[key]:>10.1f}  "
+              f"{'yes' if median <= TARGETS[key] else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

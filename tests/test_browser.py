@@ -1,0 +1,151 @@
+"""End to end: a real ``streamlit run`` server on loopback, driven by headless Chromium (Playwright).
+
+Uses Debian's chromium (``apt-get install chromium``), never a browser Playwright downloads.
+Skipped only where chromium or playwright is missing *and* ``PDRO_REQUIRE_BROWSER`` is unset;
+``.ci/run`` installs both and sets it, so in CI a missing browser fails instead of skipping.
+Screenshots of every page go to ``tests/screenshots/`` (ignored by git).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.browser import free_port, launch, start_server, stop_server, wait_healthy
+
+SHOTS = Path(__file__).resolve().parent / "screenshots"
+RENDER_TIMEOUT = 120_000  # milliseconds for a page or a result to render
+
+try:
+    from playwright.sync_api import Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+REQUIRED = bool(os.environ.get("PDRO_REQUIRE_BROWSER"))
+MISSING = ("playwright is not installed" if sync_playwright is None
+           else "no chromium on PATH (apt-get install chromium)" if shutil.which("chromium") is None else "")
+if MISSING and not REQUIRED:
+    pytest.skip(f"browser test skipped: {MISSING}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = free_port()
+    proc = start_server(port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        log = stop_server(proc)
+        assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[Page]:
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch(p)
+        yield browser.new_page(viewport={"width": 1400, "height": 1600})
+        browser.close()
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def go(page: Page, link: str, ready) -> None:
+    """Follow a sidebar link and wait until ``ready`` (a locator) is visible."""
+    page.get_by_role("link", name=link).click()
+    expect(ready).to_be_visible(timeout=RENDER_TIMEOUT)
+
+
+def no_exception(page: Page) -> None:
+    assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").first.inner_text()
+
+
+def choose(page: Page, label: str, option: str) -> None:
+    """Pick ``option`` in the select box whose label is ``label``."""
+    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def wait_images(page: Page, count: int) -> None:
+    """Wait until at least ``count`` images have loaded with a real size."""
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+        ".filter(i => i.complete && i.naturalWidth > 0).length >= n", arg=count, timeout=RENDER_TIMEOUT)
+
+
+def table_scores(table) -> dict[str, float]:
+    """The measure table's first two columns, read from the data grid's accessible cells."""
+    scores = {}
+    for row in table.locator("tbody tr[role=row]").all():
+        cells = row.locator("td[role=gridcell]").all_inner_texts()
+        scores[cells[0]] = float(cells[1]) if cells[1].strip() else float("nan")
+    return scores
+
+
+def test_every_page_in_a_real_browser(server, page):
+    page.goto(server)
+    expect(page.get_by_role("heading", name="Human-imperceptible attacks")).to_be_visible(timeout=RENDER_TIMEOUT)
+    expect(page.get_by_test_id("stMetric").first).to_contain_text("Running on")
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+    no_exception(page)
+    shot(page, "home")
+
+    # attack explorer: the default attack on the default model and gallery image
+    run = page.get_by_role("button", name="Run", exact=True)
+    go(page, "Attack explorer", run)
+    run.click()
+    metrics = page.get_by_test_id("stMetric")
+    expect(metrics.filter(has_text="Attack succeeded")).to_contain_text("yes", timeout=RENDER_TIMEOUT)
+    ssim = float(metrics.filter(has_text="SSIM").first.get_by_test_id("stMetricValue").inner_text())
+    assert 0.99 - 1e-4 <= ssim < 1.0  # the default budget, delta = 0.01 of 1 - SSIM
+    expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=RENDER_TIMEOUT)  # SSIM map, top-5
+    expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible()
+    wait_images(page, 3)
+    table = page.get_by_test_id("stDataFrame").first
+    expect(table).to_be_visible()
+    scores = table_scores(table)
+    assert scores["SSIM"] == pytest.approx(ssim, abs=1e-4)
+    assert 0.0 <= scores["HaarPSI"] <= 1.0 and scores["PSNR (dB)"] > 20 and 0.0 < scores["L-inf"] <= 1.0
+    assert page.get_by_test_id("stDownloadButton").count() == 3
+    no_exception(page)
+    shot(page, "explorer")
+
+    # a choice survives a visit to another page
+    choose(page, "Attack", "PGD-L-inf")
+    expect(page.get_by_text("L-inf radius eps (in 1/255)")).to_be_visible()
+    go(page, "Method", page.get_by_role("heading", name="Method").first)
+    expect(page.locator(".katex").first).to_be_visible()
+    assert page.locator(".katex-display").count() >= 4
+    no_exception(page)
+    shot(page, "method")
+    go(page, "Attack explorer", run)
+    expect(page.get_by_text("L-inf radius eps (in 1/255)")).to_be_visible()
+
+    # a corrupt upload is a message in the page, not a traceback
+    page.get_by_test_id("stRadio").filter(has_text="Image").get_by_text("Upload", exact=True).click()
+    page.locator("input[type=file]").last.set_input_files(
+        files=[{"name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n not really"}])
+    expect(page.get_by_test_id("stAlertContentError")).to_contain_text("Cannot use broken.png",
+                                                                      timeout=RENDER_TIMEOUT)
+    expect(run).to_be_disabled()
+    no_exception(page)
+    shot(page, "explorer-bad-upload")
+
+    # SSIM vs L-inf on the default batch
+    compare = page.get_by_role("button", name="Run the comparison")
+    go(page, "SSIM vs L-inf", compare)
+    compare.click()
+    expect(page.get_by_test_id("stMetric").filter(has_text="W-DRO-SSIM success")).to_be_visible(
+        timeout=RENDER_TIMEOUT)
+    expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=RENDER_TIMEOUT)
+    wait_images(page, 24)
+    no_exception(page)
+    shot(page, "compare")
