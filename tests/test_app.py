@@ -10,7 +10,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.compat import torchvision
-from core.models import MODELS, hub_weights_path
+from core.models import MODELS, hub_weights_path, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # seconds per script run: importing torch alone takes ~2 s, the compare page runs ~10 attacks
@@ -74,6 +74,14 @@ def test_explorer_runs_the_default_attack():
     assert "161" in table.loc["MS-SSIM", "better"]
     assert len(app.get("download_button")) == 3
     assert len(app.get("plotly_chart")) == 2 and len(app.get("image")) == 3
+
+    # the shared cached model is frozen and unchanged by the attack
+    from pages.common import cached_model
+
+    cached = cached_model("fmnist-cnn")
+    fresh = load_model("fmnist-cnn")
+    assert not any(p.requires_grad for p in cached.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(cached.state_dict().values(), fresh.state_dict().values()))
 
     # the amplification changes the display without running the attack again
     result = app.session_state["explore.result"]["out"]
