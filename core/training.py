@@ -141,6 +141,7 @@ class TrainConfig:
     init_noise: float = 0.01  # half-width of the uniform start of a never-visited example
     gamma_init: float | None = None  # starting multiplier of the budget form (default 1 / budget)
     dual_lr: float = 0.05  # step of the online update of log gamma per batch
+    fit_budget: bool = True  # budget form: pull each batch back onto the budget (cost-only line search)
     # --- naive W-DRO (the reference: core.attacks.WDRO with dual="bisection")
     naive_steps: int = 25  # ascent steps per bisection round
     naive_rounds: int = 8  # bisection rounds on log gamma per batch (budget form)
@@ -420,7 +421,8 @@ def train_model(
             y, g = y_all[dev_idx], g_all[dev_idx]
             for pg in opt.param_groups:
                 pg["lr"] = lr_at(epoch * steps + i, total, cfg.lr)
-            loss, logits, extra, cost = _step(cfg, train_net, net, opt, state, x, y, g, idx, flip, gen, dist)
+            loss, logits, extra, cost = _step(cfg, train_net, net, opt, state, x, y, g, idx, flip, gen, dist,
+                                          (epoch * steps + i) / total)
             touched[idx] = True
             b = float(len(idx))
             sums["loss"] += float(loss) * b
@@ -525,12 +527,12 @@ def load_trained(path: str | os.PathLike[str], *, device: torch.device | str = "
 # --------------------------------------------------------------------------- one step per method
 
 
-def _step(cfg, train_net, net, opt, state, x, y, g, idx, flip, gen, dist):
+def _step(cfg, train_net, net, opt, state, x, y, g, idx, flip, gen, dist, progress_fraction):
     """One training step; returns (loss, logits on the trained points, step metrics, cost or None)."""
     extra: dict[str, Any] = {}
     cost = None
     if cfg.method == "wdro":
-        x_train, cost = state.fast_inner(cfg, net, x, y, idx, flip, dist)
+        x_train, cost = state.fast_inner(cfg, net, x, y, idx, flip, dist, progress_fraction)
         extra = {"gamma": math.exp(state.log_gamma), "cost": float(cost.mean())}
         train_net.train()
         x_train = x_train.detach().requires_grad_(True)
@@ -595,6 +597,7 @@ class _MethodState:
     visited: torch.Tensor | None = None  # fast W-DRO: (N,) bool
     q: torch.Tensor | None = None  # Group DRO: (n_groups,) weights
     cost_fn: Any = None  # fast W-DRO: the prepared cost of the current batch (not checkpointed)
+    step: float = 0.0  # fast W-DRO: the ascent step of the current batch
     measure: Any = None
 
     @classmethod
@@ -610,8 +613,9 @@ class _MethodState:
             s.q = torch.full((n_groups,), 1.0 / n_groups)
         return s
 
-    def fast_inner(self, cfg, net, x, y, idx, flip, dist):
+    def fast_inner(self, cfg, net, x, y, idx, flip, dist, progress_fraction: float = 0.0):
         """Warm-started ascent: ``inner_steps`` steps on ``l - gamma d``, then the dual update."""
+        self.step = _ascent_step(cfg.step_size, progress_fraction)
         flip_d = flip.to(x.device).view(-1, 1, 1, 1)
         delta = self.delta[idx].to(x.device)
         delta = torch.where(flip_d, delta.flip(-1), delta)  # stored in the un-flipped frame
@@ -628,14 +632,18 @@ class _MethodState:
             loss = F.cross_entropy(net(x_adv), y, reduction="none")
             cost = self.cost_fn(x_adv)
             (grad,) = torch.autograd.grad((loss - gamma * cost).sum(), x_adv)
-            x_adv = _ascent(x, x_adv.detach(), grad, cfg.step_size)
+            x_adv = _ascent(x, x_adv.detach(), grad, self.step)
         net.train(was_training)
         with torch.no_grad():
-            cost = self.cost_fn(x_adv).nan_to_num(0.0)  # (N,) the cost of the points trained on
+            cost = self.cost_fn(x_adv).nan_to_num(0.0)  # (N,) the cost of the ascent's points
         if cfg.budget is not None:
             stats = dist.sum(torch.tensor([float(cost.sum()), float(len(cost))], dtype=torch.float64))
             mean_cost = float(stats[0] / stats[1])
             self.log_gamma = dual_update(self.log_gamma, mean_cost, cfg.budget, cfg.dual_lr)
+            if cfg.fit_budget and mean_cost > cfg.budget:
+                x_adv = _fit_budget(x, x_adv.detach(), self.cost_fn, cfg.budget)
+                with torch.no_grad():
+                    cost = self.cost_fn(x_adv).nan_to_num(0.0)
         return x_adv.detach(), cost
 
     def store_free_step(self, cfg, x, x_train, grad, idx, flip):
@@ -644,7 +652,7 @@ class _MethodState:
             if grad is None or not bool(torch.isfinite(grad).all()):
                 x_next = x_train.detach()
             else:
-                x_next = _ascent(x, x_train.detach(), grad, cfg.step_size)
+                x_next = _ascent(x, x_train.detach(), grad, self.step)
             delta = x_next - x
             delta = torch.where(flip.to(x.device).view(-1, 1, 1, 1), delta.flip(-1), delta)
             self.delta[idx] = delta.cpu()
@@ -693,6 +701,30 @@ def _ascent(x: torch.Tensor, x_adv: torch.Tensor, grad: torch.Tensor, step: floa
     grad = torch.where(finite, grad, 0.0)
     rms = grad.pow(2).mean().sqrt().clamp_min(1e-12)
     return (x_adv + step * grad / rms).clamp(0.0, 1.0)
+
+
+def _ascent_step(step_size: float, fraction: float) -> float:
+    """The fast ascent's step at ``fraction`` of the run: cosine from ``step_size`` to a tenth of it.
+
+    A batch-normalised step keeps moving by ``step`` even at the inner optimum, so the
+    perturbations jitter by about ``step``; shrinking it as the weights settle lets the
+    warm-started ascent settle too.
+    """
+    return step_size * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0))))
+
+
+@torch.no_grad()
+def _fit_budget(x: torch.Tensor, x_adv: torch.Tensor, cost_fn, budget: float, rounds: int = 12) -> torch.Tensor:
+    """Shrink the batch's perturbations by one factor so that the mean cost fits the budget (bisection, cost only)."""
+    delta = x_adv - x
+    lo, hi = 0.0, 1.0
+    for _ in range(rounds):
+        mid = (lo + hi) / 2
+        if float(cost_fn(x + mid * delta).nan_to_num(0.0).mean()) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return x + lo * delta
 
 
 # --------------------------------------------------------------------------- evaluation during training
