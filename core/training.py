@@ -139,8 +139,10 @@ class TrainConfig:
     inner_steps: int = 1  # ascent steps per visit before the training step (one more comes free)
     step_size: float = 0.02  # ascent step, in pixels (RMS over the batch)
     init_noise: float = 0.01  # half-width of the uniform start of a never-visited example
-    gamma_init: float | None = None  # starting multiplier of the budget form (default 1 / budget)
-    dual_lr: float = 0.05  # step of the online update of log gamma per batch
+    gamma_init: float | None = 1.0  # starting multiplier of the budget form (None: 1 / budget); also the
+    # centre of the naive method's bisection bracket [gamma_init / 1000, gamma_init * 1000]
+    dual_lr: float = 0.2  # step of the online update of log gamma per batch (0.05 was too slow to reach the
+    # budget within a few hundred batches: measured, see README)
     fit_budget: bool = True  # budget form: pull each batch back onto the budget (cost-only line search)
     # --- naive W-DRO (the reference: core.attacks.WDRO with dual="bisection")
     naive_steps: int = 25  # ascent steps per bisection round

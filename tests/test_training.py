@@ -234,7 +234,7 @@ def test_fast_wdro_gamma_follows_the_budget(tiny):
     """Budget far above what is spent: gamma falls every batch; far below: it rises."""
     low = train_model(None, tiny, cfg=_cfg("wdro", epochs=1, budget=0.5))
     high = train_model(None, tiny, cfg=_cfg("wdro", epochs=1, budget=1e-6, gamma_init=1.0))
-    assert low.history[0]["gamma"] < 1 / 0.5
+    assert low.history[0]["gamma"] < 1.0  # the default start
     assert high.history[0]["gamma"] > 1.0
 
 
