@@ -6,6 +6,9 @@ Commands:
     models         list the model registry and what is available offline
     measures       list the perceptual measures
     train-bundled  regenerate a bundled classifier's weights and card
+    train          train on a group data set: erm, wdro, wdro-naive, pgd-at, group-dro
+                   (also under ``torchrun --nproc_per_node=N -m core train ...``)
+    fairness       per-group accuracy, worst group and gap of models, clean or under attack
 
 Every error is one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -28,6 +31,7 @@ from core.evaluation import evaluate
 from core.imageio import load_tensor, save_png
 from core.measures import MEASURES
 from core.models import MODELS, get_model_spec, load_model, load_torchscript
+from core.training import METHODS, TrainConfig
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -78,6 +82,49 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train-bundled", help="regenerate a bundled classifier's weights and card")
     train.add_argument("--model", required=True, choices=[n for n, s in MODELS.items() if s.weights])
     train.add_argument("--epochs", type=int, help="override the number of epochs")
+
+    fit = commands.add_parser("train", help="train on a group data set (erm, wdro, wdro-naive, pgd-at, group-dro)")
+    fit.add_argument("--dataset", default="fmnist-groups", help="group data set (fmnist-groups, celeba, csv)")
+    fit.add_argument("--root", help="data root of the data set (celeba: folder holding celeba/; csv: the CSV file)")
+    fit.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="option of the data set loader, e.g. n_train=3000 (repeatable)")
+    fit.add_argument("--method", required=True, choices=list(METHODS))
+    fit.add_argument("--metric", default="ssim", choices=list(MEASURES), help="W-DRO transport cost (default ssim)")
+    fit_form = fit.add_mutually_exclusive_group()
+    fit_form.add_argument("--budget", type=float, help=f"W-DRO budget form: mean cost delta (default {TrainConfig.budget})")
+    fit_form.add_argument("--gamma", type=float, help="W-DRO penalty form: fixed multiplier")
+    fit.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    fit.add_argument("--lr", type=float, default=TrainConfig.lr)
+    fit.add_argument("--width", type=int, default=TrainConfig.width, help="filters of the first convolution")
+    fit.add_argument("--inner-steps", type=int, default=TrainConfig.inner_steps, help="wdro: ascent steps per visit")
+    fit.add_argument("--step-size", type=float, default=TrainConfig.step_size, help="wdro: ascent step (pixels)")
+    fit.add_argument("--naive-steps", type=int, default=TrainConfig.naive_steps, help="wdro-naive: steps per round")
+    fit.add_argument("--naive-rounds", type=int, default=TrainConfig.naive_rounds,
+                     help="wdro-naive: bisection rounds on log gamma per batch")
+    fit.add_argument("--eps", type=float, default=TrainConfig.eps, help="pgd-at: L-inf radius")
+    fit.add_argument("--pgd-steps", type=int, default=TrainConfig.pgd_steps, help="pgd-at: PGD steps")
+    fit.add_argument("--group-step", type=float, default=TrainConfig.group_step, help="group-dro: step of q")
+    fit.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    fit.add_argument("--half", action="store_true", help="store model.pt in float16 (half the size)")
+    fit.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    fit.add_argument("--out", required=True, help="output folder: checkpoint.pt, model.pt, train.json")
+    fit.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+    fair = commands.add_parser("fairness", help="per-group accuracy, worst group and gap of models")
+    fair.add_argument("--dataset", default="fmnist-groups")
+    fair.add_argument("--root", help="data root of the data set")
+    fair.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE")
+    fair.add_argument("--split", default="test", choices=("train", "val", "test"))
+    fair.add_argument("--model", action="append", required=True, metavar="NAME_OR_PATH",
+                      help="registry name or a training output folder / model.pt / checkpoint.pt (repeatable)")
+    fair.add_argument("--n", type=int, help="evaluate a seeded random subset of this many images")
+    fair.add_argument("--attack", choices=sorted(ATTACKS), help="evaluate under this attack")
+    _add_attack_options(fair)
+    fair.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
+    fair.add_argument("--batch-size", type=int, default=250)
+    fair.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
     return parser
 
 
@@ -104,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _models(args)
         if args.command == "measures":
             return _measures(args)
+        if args.command == "train":
+            return _train(args, args.device)
+        if args.command == "fairness":
+            return _fairness(args, device)
         return _train_bundled(args, device)
     except (ValueError, TypeError, OSError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
@@ -268,6 +319,156 @@ def _train_bundled(args: argparse.Namespace, device: torch.device) -> int:
     card = train_bundled(args.model, cfg=cfg, device=device, progress=lambda m: print(m, flush=True))
     print(json.dumps(card, indent=2))
     return 0
+
+
+def _train(args: argparse.Namespace, device_name: str | None) -> int:
+    """``train``; under torchrun (WORLD_SIZE > 1) it joins the process group first (gloo on CPU, nccl on GPU)."""
+    import os
+
+    from core.groups import load_group_dataset
+    from core.training import train_model
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = default_device(device_name)
+    started = False
+    if world > 1:
+        import torch.distributed as td
+
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not td.is_initialized():
+            td.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            started = True
+    try:
+        wdro = args.method in ("wdro", "wdro-naive")
+        if not wdro and (args.budget is not None or args.gamma is not None):
+            raise ValueError(f"--budget and --gamma are for wdro and wdro-naive, not {args.method}")
+        budget = args.budget if args.budget is not None else (None if args.gamma is not None else TrainConfig.budget)
+        cfg = TrainConfig(
+            method=args.method, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            flip=not args.no_flip, seed=args.seed, width=args.width, metric=args.metric, budget=budget,
+            gamma=args.gamma, inner_steps=args.inner_steps, step_size=args.step_size, naive_steps=args.naive_steps,
+            naive_rounds=args.naive_rounds, eps=args.eps, pgd_steps=args.pgd_steps, group_step=args.group_step,
+        )
+        options = _data_options(args.data_option)
+        train = load_group_dataset(args.dataset, "train", root=args.root, seed=args.seed, **options)
+        val = load_group_dataset(args.dataset, "val", root=args.root, seed=args.seed, **options)
+        if rank == 0 and not args.quiet:
+            print(f"{args.method} on {args.dataset} ({len(train)} training images, source {train.source}, "
+                  f"{world} process(es), {device})", flush=True)
+
+        def report(p) -> None:
+            if p.kind != "epoch" or rank != 0 or args.quiet:
+                return
+            row = p.metrics
+            line = f"epoch {p.epoch}/{p.epochs}: loss {row['loss']:.4f}, train acc {row['train_acc']:.4f}"
+            if "val" in row:
+                by = ", ".join(f"{k} {v:.4f}" for k, v in row["val"]["by_group"].items())
+                line += f", val {by} (worst {row['val']['worst_group_accuracy']:.4f})"
+            if "cost_mean" in row:
+                line += f", cost {row['cost_mean']:.4g}"
+            if "gamma" in row:
+                line += f", gamma {row['gamma']:.4g}"
+            print(line + f" [{row['seconds']:.1f} s]", flush=True)
+
+        result = train_model(None, train, cfg=cfg, val=val, device=device, progress=report, out_dir=args.out,
+                             resume=args.resume, half=args.half)
+        if rank == 0:
+            print(f"wrote {Path(args.out) / 'model.pt'} and {Path(args.out) / 'train.json'} "
+                  f"({result.epochs_done} epochs, {result.seconds:.1f} s)", flush=True)
+    finally:
+        if started:
+            import torch.distributed as td
+
+            td.destroy_process_group()
+    return 0
+
+
+def _data_options(pairs: Sequence[str]) -> dict:
+    """``["n_train=3000", "source=bundled"]`` -> ``{"n_train": 3000, "source": "bundled"}`` (ints and floats parsed)."""
+    options: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--data-option: expected KEY=VALUE, got {pair!r}")
+        parsed: object = value
+        for cast in (int, float):
+            try:
+                parsed = cast(value)
+                break
+            except ValueError:
+                continue
+        options[key.strip()] = parsed
+    return options
+
+
+def _load_any_model(name: str, device: torch.device) -> torch.nn.Module:
+    """A registry name, or a training output folder / model.pt / checkpoint.pt."""
+    if name in MODELS:
+        return load_model(name, device=device)
+    if Path(name).exists():
+        from core.training import load_trained
+
+        return load_trained(name, device=device)[0]
+    raise ValueError(f"--model: {name!r} is neither a registry model ({', '.join(MODELS)}) nor a file or folder")
+
+
+def _fairness(args: argparse.Namespace, device: torch.device) -> int:
+    from core.fairness import fairness_report, robust_fairness
+    from core.groups import load_group_dataset
+
+    data = load_group_dataset(args.dataset, args.split, root=args.root, seed=args.seed,
+                              **_data_options(args.data_option))
+    x, y, g = data.tensors(device)
+    if args.n is not None:
+        if args.n < 1:
+            raise ValueError(f"--n: expected a positive number of images, got {args.n}")
+        keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(args.seed))[: args.n].sort().values
+        x, y, g = x[keep.to(device)], y[keep.to(device)], g[keep.to(device)]
+    if args.attack is None and any(v is not None for v in (args.budget, args.gamma, args.eps, args.linf_cap)):
+        raise ValueError("--budget, --gamma, --eps and --linf-cap need --attack")
+    rows = []
+    for name in args.model:
+        model = _load_any_model(name, device)
+        if args.attack is None:
+            with torch.no_grad():
+                pred = torch.cat([model(xb).argmax(1) for xb in x.split(args.batch_size)])
+            report = fairness_report(pred.cpu(), y.cpu(), g.cpu(), data.groups, bootstrap=args.bootstrap,
+                                     seed=args.seed).to_dict()
+            row = {"model": name, **_summary(report)}
+        else:
+            attack = _build_attack(args, model)
+            robust = robust_fairness(model, x, y, g.cpu(), attack, data.groups, batch_size=args.batch_size,
+                                     seed=args.seed, bootstrap=args.bootstrap).to_dict()
+            row = {"model": name, **_summary(robust["robust"]), "attack": robust["attack"],
+                   "clean": _summary(robust["clean"]), "mean_cost": robust["mean_cost"]}
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    where = f"{args.dataset} {args.split} ({len(y)} images, source {data.source})"
+    print(f"per-group accuracy on {where}" + (f" under {args.attack}" if args.attack else ""))
+    names = list(data.groups)
+    print(f"{'model':<40} " + " ".join(f"{n[:12]:>12}" for n in names) + f" {'mean':>7} {'worst':>7} {'gap':>7}")
+    for r in rows:
+        print(f"{r['model'][-40:]:<40} " + " ".join(f"{r['by_group'][n]:>12.4f}" for n in names)
+              + f" {r['mean_accuracy']:>7.4f} {r['worst_group_accuracy']:>7.4f} {r['gap']:>7.4f}")
+    return 0
+
+
+def _summary(report: dict) -> dict:
+    """The fields of a FairnessReport dict that the fairness command prints, ``by_group`` flattened to accuracy."""
+    return {
+        "mean_accuracy": report["mean_accuracy"],
+        "worst_group_accuracy": report["worst_group_accuracy"],
+        "worst_group": report["worst_group"],
+        "gap": report["gap"],
+        "by_group": {k: v["accuracy"] for k, v in report["by_group"].items()},
+        "n_by_group": {k: v["n"] for k, v in report["by_group"].items()},
+        "ci": report.get("ci", {}),
+    }
 
 
 def _one_line(err: BaseException) -> str:

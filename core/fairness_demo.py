@@ -1,0 +1,190 @@
+"""The bundled fairness demo: an ERM and a W-DRO-SSIM classifier on fmnist-groups, evaluated ahead of time.
+
+The app shows "before / after" instantly and offline from these files::
+
+    assets/fairness/erm/model.pt         float16 state dict of Normalized(SmallCNN(width=16)), ~440 KB
+    assets/fairness/erm/train.json       the training run (core.training's train.json: config, curves)
+    assets/fairness/wdro-ssim/model.pt
+    assets/fairness/wdro-ssim/train.json
+    assets/fairness/evaluation.json      the evaluation below
+
+Regenerate them (about 5 CPU minutes; the models are the first seed of the benchmark)::
+
+    python -m bench.make_fairness_demo                 # trains both, then evaluates
+    python -m bench.make_fairness_demo --from DIR      # reuse runs of bench.fairness_benchmark --save-dir DIR
+
+Both models are trained by :func:`core.training.train_model` with
+``TrainConfig(method="erm")`` and ``TrainConfig(method="wdro", metric="ssim", budget=0.03)``
+(6 epochs, 12,000 training images, seed 0); the W-DRO model never saw a group label.
+
+``evaluation.json`` schema (all accuracies in [0, 1]; ``gap`` = best minus worst group)::
+
+    {
+      "format": 1,
+      "dataset": "fmnist-groups", "split": "test", "source": "debian" | "bundled" | ...,
+      "groups": ["standard", "inverted"],
+      "n_clean": 10000,                 # test images of the clean evaluation
+      "n_attacked": 2000,               # seeded random subset attacked (both attacks, both models)
+      "attacks": {"wdro-ssim": {"metric": "ssim", "budget": 0.03, "steps": 100},
+                  "pgd-linf": {"eps": 0.1, "steps": 10}},
+      "command": "python -m bench.make_fairness_demo",
+      "models": {
+        "<name>": {                     # "erm", "wdro-ssim"
+          "label": "ERM" | "W-DRO-SSIM",
+          "path": "erm",                # folder under assets/fairness
+          "config": {...},              # TrainConfig as a dict
+          "history": [{"epoch", "loss", "train_acc", "seconds", "val": {"mean_accuracy",
+                       "worst_group_accuracy", "gap", "by_group": {group: acc}},
+                       W-DRO only: "gamma", "cost_mean", "cost_by_group": {group: cost}}, ...],
+          "transport_cost_by_group": {group: mean cost per example} | null,   # last epoch, W-DRO only
+          "clean": FairnessReport,      # on n_clean images
+          "under_attack": {"wdro-ssim": RobustFairness, "pgd-linf": RobustFairness}
+        }
+      }
+    }
+
+where ``FairnessReport`` (:meth:`core.fairness.FairnessReport.to_dict`) is
+``{"mean_accuracy", "worst_group_accuracy", "worst_group", "gap", "by_group": {group:
+{"accuracy", "n"}}, "ci": {"mean_accuracy" | "worst_group_accuracy" | "gap": [lo, hi]},
+"confidence", "bootstrap", "binary"}`` (95% percentile bootstrap, 1,000 resamples within
+groups) and ``RobustFairness`` (:meth:`core.fairness.RobustFairness.to_dict`) is
+``{"attack", "metric", "clean": FairnessReport, "robust": FairnessReport, "mean_cost":
+{group: cost}, "cost_share": {group: share}, "n"}`` on the ``n_attacked`` subset.
+
+Example::
+
+    from core.fairness_demo import load_demo, load_demo_evaluation
+
+    model, entry = load_demo("wdro-ssim")     # model in eval mode; entry = evaluation["models"]["wdro-ssim"]
+    entry["clean"]["worst_group_accuracy"], entry["under_attack"]["wdro-ssim"]["robust"]["gap"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.attacks import WDRO, PGDLinf
+from core.fairness import fairness_report, robust_fairness
+from core.groups import load_group_dataset
+from core.training import INFO_FILE, MODEL_FILE, TrainConfig, load_trained, train_model
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "fairness"
+EVALUATION_FILE = "evaluation.json"
+DEMO_MODELS: dict[str, tuple[str, TrainConfig]] = {
+    "erm": ("ERM", TrainConfig(method="erm")),
+    "wdro-ssim": ("W-DRO-SSIM", TrainConfig(method="wdro", metric="ssim", budget=0.03)),
+}
+ATTACKS = {"wdro-ssim": {"metric": "ssim", "budget": 0.03, "steps": 100}, "pgd-linf": {"eps": 0.1, "steps": 10}}
+NO_DEMO = "no bundled fairness demo {name!r} under {folder}: regenerate it with `python -m bench.make_fairness_demo`"
+UNKNOWN = "unknown demo model {name!r}; expected one of: {known}"
+
+
+def load_demo_evaluation(folder: str | os.PathLike[str] = DEMO_DIR) -> dict[str, Any]:
+    """The whole ``evaluation.json`` (schema in the module docstring)."""
+    path = Path(folder) / EVALUATION_FILE
+    if not path.is_file():
+        raise ValueError(NO_DEMO.format(name=EVALUATION_FILE, folder=folder))
+    return json.loads(path.read_text())
+
+
+def load_demo(
+    name: str, *, device: torch.device | str = "cpu", folder: str | os.PathLike[str] = DEMO_DIR
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A bundled demo model (``"erm"`` or ``"wdro-ssim"``) in eval mode, and its entry of ``evaluation.json``.
+
+    Raises:
+        ValueError: Unknown name, or the files are missing (the message says how to regenerate them).
+    """
+    if name not in DEMO_MODELS:
+        raise ValueError(UNKNOWN.format(name=name, known=", ".join(DEMO_MODELS)))
+    model_dir = Path(folder) / name
+    if not (model_dir / MODEL_FILE).is_file():
+        raise ValueError(NO_DEMO.format(name=name, folder=folder))
+    model, _ = load_trained(model_dir, device=device)
+    return model, load_demo_evaluation(folder)["models"][name]
+
+
+def make_demo(
+    out_dir: str | os.PathLike[str] = DEMO_DIR,
+    *,
+    from_dir: str | os.PathLike[str] | None = None,
+    n_attacked: int = 2000,
+    device: torch.device | str = "cpu",
+    data_options: dict | None = None,
+    epochs: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train (or copy from ``from_dir``) both demo models, evaluate them, write the files; return the evaluation.
+
+    Args:
+        out_dir: Where the demo files go.
+        from_dir: A ``--save-dir`` of :mod:`bench.fairness_benchmark` holding ``erm/`` and
+            ``wdro-ssim/`` runs with the same configs (their curves then lack validation
+            accuracy: the benchmark trains without a validation set); ``None`` trains here.
+        n_attacked: Test images attacked (a seeded random subset).
+        device: Where to train and evaluate.
+        data_options: Options of ``load_group_dataset("fmnist-groups", ...)`` (tests use the bundled subset).
+        epochs: Override the epochs (tests).
+        progress: Called with one line per stage.
+    """
+    say = progress or (lambda _: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    options = dict(data_options or {})
+    test = load_group_dataset("fmnist-groups", "test", seed=0, **options)
+    x, y, g = test.tensors(device)
+    subset = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n_attacked].sort().values
+    xs, ys, gs = x[subset.to(device)], y[subset.to(device)], g[subset.to(device)]
+    evaluation: dict[str, Any] = {
+        "format": 1, "dataset": "fmnist-groups", "split": "test", "source": test.source,
+        "groups": list(test.groups), "n_clean": len(y), "n_attacked": len(ys), "attacks": ATTACKS,
+        "command": "python -m bench.make_fairness_demo", "models": {},
+    }
+    for name, (label, cfg) in DEMO_MODELS.items():
+        target = out / name
+        if from_dir is not None:
+            target.mkdir(parents=True, exist_ok=True)
+            for file in (MODEL_FILE, INFO_FILE):
+                shutil.copyfile(Path(from_dir) / name / file, target / file)
+        else:
+            train = load_group_dataset("fmnist-groups", "train", seed=cfg.seed, **options)
+            val = load_group_dataset("fmnist-groups", "val", seed=cfg.seed, **options)
+            run_cfg = cfg if epochs is None else TrainConfig.from_dict({**cfg.__dict__, "epochs": epochs})
+            say(f"training {label} ({run_cfg.epochs} epochs on {len(train)} images)")
+            train_model(None, train, cfg=run_cfg, val=val, device=device, out_dir=target, half=True)
+            (target / "checkpoint.pt").unlink(missing_ok=True)  # resumable state is not part of the demo
+        model, info = load_trained(target, device=device)
+        say(f"evaluating {label}")
+        with torch.no_grad():
+            pred = torch.cat([model(xb).argmax(1) for xb in x.split(1000)])
+        clean = fairness_report(pred.cpu(), y.cpu(), g.cpu(), test.groups, bootstrap=1000, seed=0)
+        attacks = {
+            "wdro-ssim": WDRO(model, metric="ssim", budget=ATTACKS["wdro-ssim"]["budget"],
+                              steps=ATTACKS["wdro-ssim"]["steps"]),
+            "pgd-linf": PGDLinf(model, eps=ATTACKS["pgd-linf"]["eps"], steps=ATTACKS["pgd-linf"]["steps"]),
+        }
+        under = {key: robust_fairness(model, xs, ys, gs.cpu(), attack, test.groups, seed=0).to_dict()
+                 for key, attack in attacks.items()}
+        history = info.get("history", [])
+        evaluation["models"][name] = {
+            "label": label,
+            "path": name,
+            "config": info.get("config"),
+            "history": history,
+            "transport_cost_by_group": history[-1].get("cost_by_group") if history else None,
+            "clean": clean.to_dict(),
+            "under_attack": under,
+        }
+    (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2) + "\n")
+    return evaluation
+
+
+__all__ = ["ATTACKS", "DEMO_DIR", "DEMO_MODELS", "load_demo", "load_demo_evaluation", "make_demo"]

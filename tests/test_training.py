@@ -1,0 +1,257 @@
+"""DRO training (core.training): pure pieces with hand-worked values, copies, cancelling, resuming, budgets."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from core.groups import GroupDataset, load_group_dataset
+from core.training import (
+    CHECKPOINT,
+    MODEL_FILE,
+    TrainConfig,
+    build_classifier,
+    dual_update,
+    group_mean,
+    load_trained,
+    lr_at,
+    train_model,
+    update_group_weights,
+)
+
+N_TINY = 64  # images of the tiny training set: 2 steps of 32 per epoch
+
+
+@pytest.fixture(scope="module")
+def tiny() -> GroupDataset:
+    """64 bundled fmnist-groups training images, a quarter of them inverted (so both groups show up)."""
+    data = load_group_dataset("fmnist-groups", "train", source="bundled", minority_fraction=0.25)
+    return _subset(data, N_TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_val() -> GroupDataset:
+    return _subset(load_group_dataset("fmnist-groups", "val", source="bundled"), 40)
+
+
+def _subset(data: GroupDataset, n: int) -> GroupDataset:
+    keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n].sort().values.numpy()
+    return GroupDataset(name=data.name, split=data.split, x=data.x[keep], y=data.y[keep], g=data.g[keep],
+                        classes=data.classes, groups=data.groups, description="tiny", source=data.source)
+
+
+def _cfg(method: str, **kw) -> TrainConfig:
+    base = dict(method=method, epochs=2, batch_size=32, width=4, naive_steps=4, naive_rounds=3, pgd_steps=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# --------------------------------------------------------------------------- pure pieces
+
+
+def test_group_mean_hand_worked():
+    losses = torch.tensor([1.0, 3.0, 2.0, 6.0])
+    g = torch.tensor([0, 0, 1, 1])
+    means, counts = group_mean(losses, g, 3)
+    assert means.tolist() == [2.0, 4.0, 0.0]  # empty group: 0
+    assert counts.tolist() == [2.0, 2.0, 0.0]
+
+
+def test_group_weights_equal_losses_stay_uniform():
+    q = torch.full((3,), 1 / 3)
+    assert torch.allclose(update_group_weights(q, torch.tensor([0.7, 0.7, 0.7]), 0.5), q)
+
+
+def test_group_weights_one_step_from_uniform():
+    # q_0 = 0.5 e^{1*1} / (0.5 e + 0.5 e^0) = e / (e + 1)
+    q = torch.tensor([0.5, 0.5])
+    new = update_group_weights(q, torch.tensor([1.0, 0.0]), 1.0)
+    assert new[0].item() == pytest.approx(math.e / (math.e + 1), abs=1e-6)
+    assert new.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert q.tolist() == [0.5, 0.5]  # not modified in place
+
+
+def test_dual_update_moves_gamma_towards_the_budget():
+    assert dual_update(0.0, 0.02, 0.02, 0.1) == 0.0
+    assert dual_update(0.0, 0.04, 0.02, 0.1) == pytest.approx(0.1 * math.log(2))  # over budget: price up
+    assert dual_update(0.0, 0.01, 0.02, 0.1) == pytest.approx(-0.1 * math.log(2))  # under: price down
+    assert dual_update(0.0, 1.0, 0.02, 0.1) == pytest.approx(0.1)  # clipped at +1
+    assert dual_update(0.0, 0.0, 0.02, 0.1) == pytest.approx(-0.1)  # clipped at -1
+
+
+def test_lr_schedule_warmup_and_cosine():
+    assert lr_at(0, 100, 1.0) == pytest.approx(1 / 15)
+    assert lr_at(14, 100, 1.0) == pytest.approx(1.0)
+    assert lr_at(15, 100, 1.0) == pytest.approx(1.0)
+    assert lr_at(15 + 85 // 2, 100, 1.0) == pytest.approx(0.5, abs=0.02)
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="method"):
+        TrainConfig(method="sgd")
+    with pytest.raises(ValueError, match="exactly one of budget"):
+        TrainConfig(method="wdro", budget=0.1, gamma=1.0)
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="unknown measure|known"):
+        TrainConfig(method="wdro", metric="nope")
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def test_copy_leaves_the_callers_model_untouched(tiny):
+    cfg = _cfg("erm", epochs=1)
+    torch.manual_seed(1)
+    model = build_classifier(cfg, channels=1, n_classes=10, size=28)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train_model(model, tiny, cfg=cfg)
+    assert result.model is not model
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not _same_weights(result.model, model)
+    in_place = train_model(model, tiny, cfg=cfg, copy_model=False)
+    assert in_place.model is model and not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("method", ["erm", "wdro", "pgd-at", "group-dro"])
+def test_same_seed_same_weights(tiny, method):
+    cfg = _cfg(method, epochs=1)
+    assert _same_weights(train_model(None, tiny, cfg=cfg).model, train_model(None, tiny, cfg=cfg).model)
+
+
+@pytest.mark.parametrize("method", ["erm", "wdro", "wdro-naive", "pgd-at"])
+def test_group_labels_are_not_read(tiny, method):
+    """Only Group DRO may use g: scrambling it leaves the weights of the other methods bitwise equal."""
+    cfg = _cfg(method, epochs=1)
+    scrambled = GroupDataset(name=tiny.name, split=tiny.split, x=tiny.x, y=tiny.y, g=np.roll(tiny.g, 7),
+                             classes=tiny.classes, groups=tiny.groups, description="", source=tiny.source)
+    assert _same_weights(train_model(None, tiny, cfg=cfg).model, train_model(None, scrambled, cfg=cfg).model)
+    if method == "erm":  # ... while Group DRO does read it
+        gd = _cfg("group-dro", epochs=1, group_step=1.0)
+        assert not _same_weights(train_model(None, tiny, cfg=gd).model, train_model(None, scrambled, cfg=gd).model)
+
+
+def test_progress_and_cancel(tiny, tmp_path):
+    events = []
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3  # steps 1-2 (epoch 1) and 1 of epoch 2 run, then cancel
+
+    result = train_model(None, tiny, cfg=_cfg("wdro"), progress=events.append, should_stop=stop, out_dir=tmp_path)
+    assert result.cancelled and result.epochs_done == 1
+    kinds = [(e.kind, e.epoch, e.step) for e in events]
+    assert kinds == [("step", 1, 1), ("step", 1, 2), ("epoch", 1, 2), ("step", 2, 1)]
+    assert events[-1].total_steps == 4 and events[-1].fraction == pytest.approx(3 / 4)
+    assert {"gamma", "cost"} <= set(events[0].metrics)
+    assert (tmp_path / CHECKPOINT).is_file() and (tmp_path / MODEL_FILE).is_file()
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]  # atomic writes leave no temporary file
+
+
+@pytest.mark.parametrize("method", ["wdro", "group-dro"])
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny, tiny_val, tmp_path, method):
+    """A run killed in epoch 2 (an exception, as a kill would) resumes from epoch 1 to the same weights, bitwise."""
+    cfg = _cfg(method, epochs=3)
+    full = train_model(None, tiny, cfg=cfg, val=tiny_val)
+
+    def kill(p) -> None:
+        if p.kind == "step" and p.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(None, tiny, cfg=cfg, val=tiny_val, out_dir=tmp_path, progress=kill)
+    _, info = load_trained(tmp_path / CHECKPOINT)
+    assert info["epochs_done"] == 1
+    resumed = train_model(None, tiny, cfg=cfg, val=tiny_val, out_dir=tmp_path, resume=True)
+    assert resumed.epochs_done == 3 and not resumed.cancelled
+    assert _same_weights(full.model, resumed.model)
+    timeless = [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history]
+    assert timeless == [{k: v for k, v in h.items() if k != "seconds"} for h in full.history]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+
+
+def test_resume_refuses_another_runs_checkpoint(tiny, tmp_path):
+    train_model(None, tiny, cfg=_cfg("erm", epochs=1), out_dir=tmp_path)
+    with pytest.raises(ValueError, match="another run: its seed"):
+        train_model(None, tiny, cfg=_cfg("erm", epochs=1, seed=5), out_dir=tmp_path, resume=True)
+
+
+def test_saved_model_round_trip_and_half(tiny, tmp_path):
+    result = train_model(None, tiny, cfg=_cfg("erm", epochs=1), out_dir=tmp_path / "a")
+    train_model(None, tiny, cfg=_cfg("erm", epochs=1), out_dir=tmp_path / "b", half=True)
+    model, info = load_trained(tmp_path / "a")
+    x = torch.from_numpy(tiny.x[:8].copy()).float() / 255
+    with torch.no_grad():
+        assert torch.equal(model(x), result.model(x))
+    assert info["config"]["method"] == "erm" and len(info["history"]) == 1
+    half, _ = load_trained(tmp_path / "b" / MODEL_FILE)
+    assert (tmp_path / "b" / MODEL_FILE).stat().st_size < 0.6 * (tmp_path / "a" / MODEL_FILE).stat().st_size
+    with torch.no_grad():
+        assert torch.allclose(half(x), result.model(x), atol=0.05)
+    with pytest.raises(ValueError, match="expected a training output"):
+        load_trained(tmp_path / "nothing")
+
+
+def test_naive_wdro_holds_the_budget_every_batch(tiny):
+    """The reference pulls every batch back onto the budget, so the epoch's mean cost is <= budget."""
+    budget = 0.02
+    result = train_model(None, tiny, cfg=_cfg("wdro-naive", epochs=1, budget=budget))
+    row = result.history[0]
+    assert 0 < row["cost_mean"] <= budget * (1 + 1e-4)
+    assert set(row["cost_by_group"]) == {"standard", "inverted"}
+
+
+def test_fast_wdro_costs_two_passes_per_batch_naive_many(tiny):
+    """Forward passes with gradients per batch: fast = inner_steps + 1 (the training pass), naive >= steps * rounds."""
+    counts = {}
+    for method in ("wdro", "wdro-naive"):
+        cfg = _cfg(method, epochs=1)
+        torch.manual_seed(cfg.seed)
+        model = build_classifier(cfg, channels=1, n_classes=10, size=28)
+        n = {"grad": 0}
+
+        def hook(module, inputs, output, n=n) -> None:
+            n["grad"] += int(torch.is_grad_enabled())
+
+        model.register_forward_hook(hook)
+        train_model(model, tiny, cfg=cfg, copy_model=False)
+        counts[method] = n["grad"] / 2  # 2 batches
+    assert counts["wdro"] == 2
+    assert counts["wdro-naive"] >= 4 * 3
+
+
+def test_fast_wdro_gamma_follows_the_budget(tiny):
+    """Budget far above what is spent: gamma falls every batch; far below: it rises."""
+    low = train_model(None, tiny, cfg=_cfg("wdro", epochs=1, budget=0.5))
+    high = train_model(None, tiny, cfg=_cfg("wdro", epochs=1, budget=1e-6, gamma_init=1.0))
+    assert low.history[0]["gamma"] < 1.0  # the default start
+    assert high.history[0]["gamma"] > 1.0
+
+
+def test_penalty_form_keeps_gamma(tiny):
+    result = train_model(None, tiny, cfg=_cfg("wdro", epochs=1, budget=None, gamma=7.0))
+    assert result.history[0]["gamma"] == pytest.approx(7.0)
+
+
+def test_group_dro_needs_two_groups(tiny):
+    one = GroupDataset(name=tiny.name, split=tiny.split, x=tiny.x, y=tiny.y, g=0 * tiny.g, classes=tiny.classes,
+                       groups=("all",), description="", source=tiny.source)
+    with pytest.raises(ValueError, match="group-dro needs group labels"):
+        train_model(None, one, cfg=_cfg("group-dro", epochs=1))
+
+
+def test_group_dro_weights_follow_the_group_losses(tiny):
+    """One epoch of Group DRO moves q off uniform and keeps it a distribution."""
+    q = train_model(None, tiny, cfg=_cfg("group-dro", epochs=1, group_step=1.0)).history[0]["q"]
+    assert sum(q.values()) == pytest.approx(1.0, abs=1e-6)
+    assert abs(q["inverted"] - 0.5) > 1e-4
