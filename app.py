@@ -7,5 +7,6 @@ st.navigation([
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/explorer.py", title="Attack explorer", icon=":material/science:"),
     st.Page("pages/compare.py", title="SSIM vs L-inf", icon=":material/compare:"),
+    st.Page("pages/fairness.py", title="Fairness", icon=":material/balance:"),
     st.Page("pages/method.py", title="Method", icon=":material/functions:"),
 ]).run()

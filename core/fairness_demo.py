@@ -61,10 +61,12 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +75,8 @@ from torch import nn
 
 from core.attacks import WDRO, PGDLinf
 from core.fairness import fairness_report, robust_fairness
-from core.groups import load_group_dataset
-from core.training import INFO_FILE, MODEL_FILE, TrainConfig, load_trained, train_model
+from core.groups import GroupDataset, load_group_dataset
+from core.training import INFO_FILE, MODEL_FILE, TrainConfig, TrainProgress, load_trained, train_model
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "fairness"
 EVALUATION_FILE = "evaluation.json"
@@ -112,6 +114,126 @@ def load_demo(
     return model, load_demo_evaluation(folder)["models"][name]
 
 
+def evaluate_model(
+    model: nn.Module,
+    info: dict[str, Any],
+    test: GroupDataset,
+    subset: torch.Tensor,
+    *,
+    bootstrap: int = 1000,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, Any]:
+    """One model's entry of ``evaluation.json`` (without ``label`` and ``path``).
+
+    Args:
+        model: The classifier, on the device it is evaluated on.
+        info: Its ``train.json`` (config and history), or ``{}``.
+        test: The test split; clean accuracy on all of it.
+        subset: Indices of ``test`` attacked by each attack of :data:`ATTACKS`.
+        bootstrap: Resamples of the confidence intervals.
+        progress: Called as ``progress(fraction, text)`` between stages and attacked batches.
+    """
+    say = progress or (lambda fraction, text: None)
+    device = next(model.parameters()).device
+    x, y, g = test.tensors(device)
+    index = subset.to(device)
+    xs, ys, gs = x[index], y[index], g[index]
+    say(0.0, "clean accuracy")
+    with torch.no_grad():
+        pred = torch.cat([model(xb).argmax(1) for xb in x.split(1000)])
+    clean = fairness_report(pred.cpu(), y.cpu(), g.cpu(), test.groups, bootstrap=bootstrap, seed=0)
+    attacks = {
+        "wdro-ssim": WDRO(model, metric="ssim", budget=ATTACKS["wdro-ssim"]["budget"],
+                          steps=ATTACKS["wdro-ssim"]["steps"]),
+        "pgd-linf": PGDLinf(model, eps=ATTACKS["pgd-linf"]["eps"], steps=ATTACKS["pgd-linf"]["steps"]),
+    }
+    under = {}
+    for i, (key, attack) in enumerate(attacks.items()):
+        def batch_done(done: int, total: int, i: int = i, key: str = key) -> None:
+            say((i + done / total) / len(attacks), f"under attack: {key}, {done} of {total} images")
+
+        under[key] = robust_fairness(model, xs, ys, gs.cpu(), attack, test.groups, seed=0,
+                                     bootstrap=bootstrap, progress=batch_done).to_dict()
+    history = info.get("history", [])
+    return {
+        "config": info.get("config"),
+        "history": history,
+        "transport_cost_by_group": history[-1].get("cost_by_group") if history else None,
+        "clean": clean.to_dict(),
+        "under_attack": under,
+    }
+
+
+def attacked_subset(n: int, n_attacked: int) -> torch.Tensor:
+    """The seeded random subset of ``n`` test images that the demo attacks (sorted indices)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:n_attacked].sort().values
+
+
+def train_and_evaluate(
+    cfg: TrainConfig,
+    *,
+    dataset: str = "fmnist-groups",
+    root: str | os.PathLike[str] | None = None,
+    data_options: dict | None = None,
+    start: nn.Module | None = None,
+    device: torch.device | str = "cpu",
+    n_attacked: int = 500,
+    bootstrap: int = 200,
+    report: Callable[[float, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[nn.Module, dict[str, Any]] | None:
+    """Train one model on a group data set and evaluate it like the demo models (what the app's "train now" runs).
+
+    Args:
+        cfg: The training run (its ``dataset`` is replaced by ``dataset``).
+        dataset: A key of :data:`core.groups.GROUP_DATASETS`.
+        root: The data set's folder (CelebA, CSV); ``None`` for the default.
+        data_options: Loader options (e.g. ``{"n_train": 3000}`` for fmnist-groups).
+        start: A model to fine-tune. It is deep-copied first and never modified, also when
+            its parameters are frozen (the app's cached models are).
+        device: Where to train and evaluate.
+        n_attacked: Test images attacked by each attack of :data:`ATTACKS`.
+        bootstrap: Resamples of the confidence intervals.
+        report: Called as ``report(fraction, text)``: training is the first 80%.
+        should_stop: Polled between training steps; the run then stops after the step, and
+            the model of the last step is evaluated (``entry["cancelled"]`` is True).
+
+    Returns:
+        ``(model, entry)`` with ``entry`` shaped as a model of ``evaluation.json`` plus
+        ``"cancelled"`` and ``"dataset"``, or ``None`` when cancelled before the first step.
+    """
+    say = report or (lambda fraction, text: None)
+    options = dict(data_options or {})
+    cfg = TrainConfig.from_dict({**asdict(cfg), "dataset": dataset})
+    say(0.0, f"loading {dataset}")
+    train = load_group_dataset(dataset, "train", root=root, seed=cfg.seed, **options)
+    val = load_group_dataset(dataset, "val", root=root, seed=cfg.seed, **options)
+    test = load_group_dataset(dataset, "test", root=root, seed=cfg.seed, **options)
+    model = None
+    if start is not None:
+        model = copy.deepcopy(start)
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+    steps_done = 0
+
+    def step(p: TrainProgress) -> None:
+        nonlocal steps_done
+        steps_done = p.global_step
+        say(0.8 * p.fraction, f"training: epoch {p.epoch} of {p.epochs}, step {p.step} of {p.steps}, "
+                              f"loss {p.loss:.3f}")
+
+    result = train_model(model, train, cfg=cfg, val=val, device=device, copy_model=False, progress=step,
+                         should_stop=should_stop)
+    if steps_done == 0:
+        return None
+    info = result.to_dict()
+    subset = attacked_subset(len(test), min(n_attacked, len(test)))
+    entry = evaluate_model(result.model, info, test, subset, bootstrap=bootstrap,
+                           progress=lambda f, text: say(0.8 + 0.2 * f, text))
+    return result.model, {**entry, "cancelled": result.cancelled, "dataset": dataset, "groups": list(test.groups)}
+
+
 def make_demo(
     out_dir: str | os.PathLike[str] = DEMO_DIR,
     *,
@@ -140,12 +262,10 @@ def make_demo(
     out.mkdir(parents=True, exist_ok=True)
     options = dict(data_options or {})
     test = load_group_dataset("fmnist-groups", "test", seed=0, **options)
-    x, y, g = test.tensors(device)
-    subset = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n_attacked].sort().values
-    xs, ys, gs = x[subset.to(device)], y[subset.to(device)], g[subset.to(device)]
+    subset = attacked_subset(len(test), n_attacked)
     evaluation: dict[str, Any] = {
         "format": 1, "dataset": "fmnist-groups", "split": "test", "source": test.source,
-        "groups": list(test.groups), "n_clean": len(y), "n_attacked": len(ys), "attacks": ATTACKS,
+        "groups": list(test.groups), "n_clean": len(test), "n_attacked": len(subset), "attacks": ATTACKS,
         "command": "python -m bench.make_fairness_demo", "models": {},
     }
     for name, (label, cfg) in DEMO_MODELS.items():
@@ -163,28 +283,16 @@ def make_demo(
             (target / "checkpoint.pt").unlink(missing_ok=True)  # resumable state is not part of the demo
         model, info = load_trained(target, device=device)
         say(f"evaluating {label}")
-        with torch.no_grad():
-            pred = torch.cat([model(xb).argmax(1) for xb in x.split(1000)])
-        clean = fairness_report(pred.cpu(), y.cpu(), g.cpu(), test.groups, bootstrap=1000, seed=0)
-        attacks = {
-            "wdro-ssim": WDRO(model, metric="ssim", budget=ATTACKS["wdro-ssim"]["budget"],
-                              steps=ATTACKS["wdro-ssim"]["steps"]),
-            "pgd-linf": PGDLinf(model, eps=ATTACKS["pgd-linf"]["eps"], steps=ATTACKS["pgd-linf"]["steps"]),
-        }
-        under = {key: robust_fairness(model, xs, ys, gs.cpu(), attack, test.groups, seed=0).to_dict()
-                 for key, attack in attacks.items()}
-        history = info.get("history", [])
         evaluation["models"][name] = {
             "label": label,
             "path": name,
-            "config": info.get("config"),
-            "history": history,
-            "transport_cost_by_group": history[-1].get("cost_by_group") if history else None,
-            "clean": clean.to_dict(),
-            "under_attack": under,
+            **evaluate_model(model, info, test, subset),
         }
     (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2) + "\n")
     return evaluation
 
 
-__all__ = ["ATTACKS", "DEMO_DIR", "DEMO_MODELS", "load_demo", "load_demo_evaluation", "make_demo"]
+__all__ = [
+    "ATTACKS", "DEMO_DIR", "DEMO_MODELS", "attacked_subset", "evaluate_model", "load_demo", "load_demo_evaluation",
+    "make_demo",
+]

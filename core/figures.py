@@ -1,4 +1,4 @@
-"""Plotly figures of attacks and comparisons (used by the app and by the benchmark scripts).
+"""Plotly figures of attacks, comparisons and group fairness (used by the app and by the benchmark scripts).
 
 Each function takes plain results from :mod:`core.explore` or :mod:`core.compare`
 and returns a ``plotly.graph_objects.Figure``; nothing here draws on screen.
@@ -119,4 +119,90 @@ def cost_histogram(cost: torch.Tensor, budget: float, *, label: str = "1 - SSIM"
     fig.update_layout(title="Where the distributional budget went", barmode="overlay",
                       xaxis=dict(title=f"cost spent per image ({label})"), yaxis=dict(title="images"),
                       height=340, legend=dict(orientation="h", y=-0.3), **_LAYOUT)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ fairness
+# ``entries`` below map a model's display name to its entry of the fairness demo's
+# evaluation (schema in core.fairness_demo): "clean", "under_attack", "history".
+
+CONDITIONS = {"clean": "clean", "wdro-ssim": "under W-DRO-SSIM", "pgd-linf": "under PGD-L-inf"}
+MODEL_COLOURS = ("#4C78A8", "#54A24B", "#F58518", "#B279A2", "#E45756", "#9D755D", "#72B7B2")
+
+
+def report_of(entry: Mapping, condition: str) -> Mapping:
+    """The FairnessReport dict of an entry: ``"clean"``, or robust under an attack of the entry."""
+    return entry["clean"] if condition == "clean" else entry["under_attack"][condition]["robust"]
+
+
+def group_accuracy_bars(entries: Mapping[str, Mapping], groups: Sequence[str], conditions: Sequence[str]) -> go.Figure:
+    """Grouped bars of per-group accuracy: one panel per condition, one bar per model within each group."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(conditions), shared_yaxes=True,
+                        subplot_titles=[CONDITIONS.get(c, c) for c in conditions])
+    for col, condition in enumerate(conditions, start=1):
+        for i, (name, entry) in enumerate(entries.items()):
+            if condition != "clean" and condition not in entry.get("under_attack", {}):
+                continue
+            by_group = report_of(entry, condition)["by_group"]
+            values = [by_group[gname]["accuracy"] for gname in groups]
+            fig.add_trace(go.Bar(x=list(groups), y=values, name=name, legendgroup=name, showlegend=col == 1,
+                                 marker_color=MODEL_COLOURS[i % len(MODEL_COLOURS)],
+                                 text=[f"{v:.1%}" for v in values], textposition="outside"), row=1, col=col)
+    fig.update_yaxes(range=[0, 1.08], tickformat=".0%", row=1, col=1, title="accuracy")
+    fig.update_layout(barmode="group", height=380, legend=dict(orientation="h", y=-0.15), **_LAYOUT)
+    return fig
+
+
+def training_curves(entries: Mapping[str, Mapping]) -> go.Figure:
+    """Per epoch: validation worst-group and mean accuracy (solid, dotted), and the training loss."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["validation accuracy: worst group (solid), mean (dotted)",
+                                                        "training loss"])
+    for i, (name, entry) in enumerate(entries.items()):
+        history = entry.get("history") or []
+        colour = MODEL_COLOURS[i % len(MODEL_COLOURS)]
+        epochs = [h["epoch"] for h in history]
+        with_val = [h for h in history if h.get("val")]
+        if with_val:
+            fig.add_trace(go.Scatter(x=[h["epoch"] for h in with_val], y=[h["val"]["worst_group_accuracy"] for h in with_val],
+                                     name=name, legendgroup=name, mode="lines+markers", line=dict(color=colour)),
+                          row=1, col=1)
+            fig.add_trace(go.Scatter(x=[h["epoch"] for h in with_val], y=[h["val"]["mean_accuracy"] for h in with_val],
+                                     name=f"{name} (mean)", legendgroup=name, showlegend=False, mode="lines",
+                                     line=dict(color=colour, dash="dot")), row=1, col=1)
+        fig.add_trace(go.Scatter(x=epochs, y=[h["loss"] for h in history], name=name, legendgroup=name,
+                                 showlegend=not with_val, mode="lines+markers", line=dict(color=colour)), row=1, col=2)
+    fig.update_xaxes(title="epoch", dtick=1)
+    fig.update_yaxes(tickformat=".0%", row=1, col=1)
+    fig.update_layout(height=340, legend=dict(orientation="h", y=-0.2), **_LAYOUT)
+    return fig
+
+
+def cost_by_group(entries: Mapping[str, Mapping], groups: Sequence[str], *, attack: str = "wdro-ssim") -> go.Figure:
+    """Where the worst-case distribution spends its transport budget: mean cost per example of each group.
+
+    Left: the W-DRO-SSIM attack on each trained model (test images); right: during W-DRO
+    training (last epoch), for the models trained with W-DRO.
+    """
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["attack on the trained model (test)",
+                                                        "during W-DRO training (last epoch)"])
+    for i, (name, entry) in enumerate(entries.items()):
+        colour = MODEL_COLOURS[i % len(MODEL_COLOURS)]
+        attacked = entry.get("under_attack", {}).get(attack)
+        if attacked:
+            values = [attacked["mean_cost"][gname] for gname in groups]
+            fig.add_trace(go.Bar(x=list(groups), y=values, name=name, legendgroup=name, marker_color=colour,
+                                 text=[f"{s:.0%} of it" for s in (attacked["cost_share"][gname] for gname in groups)],
+                                 textposition="outside"), row=1, col=1)
+        training = entry.get("transport_cost_by_group")
+        if training:
+            fig.add_trace(go.Bar(x=list(groups), y=[training[gname] for gname in groups], name=name, legendgroup=name,
+                                 showlegend=not attacked, marker_color=colour), row=1, col=2)
+    fig.update_yaxes(title="mean cost per example (1 - SSIM)", row=1, col=1)
+    fig.update_layout(barmode="group", height=340, legend=dict(orientation="h", y=-0.15), **_LAYOUT)
     return fig

@@ -20,6 +20,7 @@ from core.models import MODELS, get_model_spec, load_model
 
 SAVED = "saved."  # session-state prefix of the copies that outlive a widget
 KEPT = "kept.keys"  # the widget keys whose values are copied
+NAVIGATION_CHECKED = "nav.checked"  # see _use_navigation
 DISPLAY_SIDE = 224  # small images are enlarged (nearest neighbour) to this side for display
 _NO_DEFAULT = object()
 
@@ -45,13 +46,34 @@ def keep(key: str, default: object = _NO_DEFAULT) -> str:
 def keep_choices() -> None:
     """Copy the current value of every kept widget (see :func:`keep`); every page calls it first.
 
-    Called by the pages rather than once in ``app.py`` so that it also runs where a page script
-    is run on its own (``AppTest.switch_page`` reruns the page, not the entry point).
+    Also leaves Streamlit's old multipage mode when a page was started in it (see
+    :func:`_use_navigation`).
     """
+    _use_navigation()
     state = st.session_state
     for key in state.get(KEPT, ()):
         if key in state:
             state[SAVED + key] = state[key]
+
+
+def _use_navigation() -> None:
+    """Run the app through ``app.py``'s ``st.navigation`` even when a page is opened first by its URL.
+
+    Streamlit treats a folder named ``pages/`` beside the entry point as an old-style
+    multipage app until ``st.navigation`` has run once in the process: a fresh server whose
+    first visitor follows a link to ``/explorer`` runs that page alone, with a sidebar of
+    every file in ``pages/`` (``common`` included), and keeps doing so. Here the flag is
+    cleared and the run restarted, so the entry point builds the navigation (streamlit
+    1.67; ``PagesManager.uses_pages_directory`` is what ``st.navigation`` itself clears).
+    Once per session at most: ``AppTest`` sets the flag again before every run, and a rerun
+    there would swallow the click that started the run.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and NAVIGATION_CHECKED not in st.session_state:
+        st.session_state[NAVIGATION_CHECKED] = True
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def device() -> torch.device:

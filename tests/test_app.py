@@ -180,3 +180,68 @@ def test_method_page_has_the_formulation_and_references():
     text = " ".join(m.value for m in app.markdown)
     assert "2111.15603" in text and "Blanchet" in text and "gamma" in text
     assert list(app.dataframe[0].value["measure"])[0] == "SSIM"
+
+
+def test_fairness_page_shows_the_demo_and_trains_a_copy():
+    from core.fairness_demo import load_demo_evaluation
+    from pages.fairness import demo_model
+
+    evaluation = load_demo_evaluation()
+    app = _page("fairness")
+    assert not app.error
+    assert app.multiselect(key="keep.fair_models").value == ["ERM", "W-DRO-SSIM"]
+    shown = _metrics(app)
+    erm = evaluation["models"]["erm"]["clean"]
+    assert shown["ERM: worst-group accuracy"] == f"{erm['worst_group_accuracy']:.1%}"
+    assert len(app.get("plotly_chart")) == 3  # grouped bars, training curves, cost per group
+    table = app.dataframe[0].value
+    assert len(table) == 2 * 3  # two models, clean and two attacks
+    assert set(table["worst group"]) <= set(evaluation["groups"])
+
+    # train a W-DRO copy of the ERM demo model for one epoch on 1,000 images, in the background
+    before = {k: v.clone() for k, v in demo_model("erm").state_dict().items()}
+    app.selectbox(key="keep.fair_start").set_value("erm").run()
+    app.slider(key="keep.fair_epochs").set_value(1).run()
+    app.select_slider(key="keep.fair_n").set_value(1000).run()
+    app.button(key="fair.train").click().run()
+    assert not app.exception and "fair.job" in app.session_state
+    job = app.session_state["fair.job"]
+    assert job.wait(300) and job.error is None
+    app.run()
+    assert not app.exception and not app.error
+    models = app.multiselect(key="keep.fair_models").value
+    assert len(models) == 3 and models[2].startswith("#1 W-DRO SSIM 0.03, 1 epoch")
+    entry = app.session_state["fair.trained"][models[2]]["entry"]
+    assert 0.0 <= entry["clean"]["worst_group_accuracy"] <= entry["clean"]["mean_accuracy"] <= 1.0
+    assert entry["history"][0]["cost_mean"] > 0  # W-DRO spent transport budget
+    assert len(app.dataframe[0].value) == 3 * 3
+    after = demo_model("erm").state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the cached model was copied, not trained
+
+
+def test_fairness_page_cancel_and_missing_folder():
+    app = _page("fairness")
+    app.selectbox(key="keep.fair_dataset").set_value("celeba").run()
+    assert not app.exception
+    assert any("folder" in i.value for i in app.info)
+    assert app.button(key="fair.train").disabled
+    app.text_input(key="keep.fair_root").input("/nonexistent/celeba-root").run()
+    app.button(key="fair.train").click().run()  # the job fails at once, maybe before the page reruns
+    if "fair.job" in app.session_state:
+        assert app.session_state["fair.job"].wait(60)
+        app.run()
+    assert "fair.job" not in app.session_state
+    assert any("Training failed" in e.value and "CelebA not found" in e.value for e in app.error)
+
+    app.selectbox(key="keep.fair_dataset").set_value("fmnist-groups").run()
+    app.slider(key="keep.fair_epochs").set_value(10).run()
+    app.button(key="fair.train").click().run()
+    job = app.session_state["fair.job"]
+    job.cancel()
+    assert job.wait(120)
+    app.run()
+    assert not app.exception
+    trained = app.session_state["fair.trained"] if "fair.trained" in app.session_state else {}
+    # cancelled at once: either before the first step (nothing kept) or after a few steps (kept, marked)
+    assert all(label.endswith("(cancelled)") for label in trained)
+    assert any("cancelled" in w.value for w in app.warning) or trained

@@ -91,6 +91,14 @@ def table_scores(table) -> dict[str, float]:
 
 
 def test_every_page_in_a_real_browser(server, page):
+    # the first visit of a fresh server follows a link to a page: the app's navigation, not one per file
+    page.goto(f"{server}/method")
+    expect(page.get_by_role("heading", name="Method").first).to_be_visible(timeout=RENDER_TIMEOUT)
+    nav = page.get_by_test_id("stSidebarNav")
+    for link in ("Home", "Attack explorer", "SSIM vs L-inf", "Fairness", "Method"):
+        expect(nav.get_by_role("link", name=link, exact=True)).to_be_visible()
+    assert nav.get_by_role("link", name="common").count() == 0
+
     page.goto(server)
     expect(page.get_by_role("heading", name="Human-imperceptible attacks")).to_be_visible(timeout=RENDER_TIMEOUT)
     expect(page.get_by_test_id("stMetric").first).to_contain_text("Running on")
@@ -149,3 +157,21 @@ def test_every_page_in_a_real_browser(server, page):
     wait_images(page, 24)
     no_exception(page)
     shot(page, "compare")
+
+    # fairness: the bundled demo before and after, then training in the background, cancelled
+    go(page, "Fairness", page.get_by_role("heading", name="Group fairness before and after DRO training"))
+    expect(page.locator(".js-plotly-plot")).to_have_count(3, timeout=RENDER_TIMEOUT)  # bars, curves, cost
+    expect(page.get_by_test_id("stMetric").filter(has_text="W-DRO-SSIM: worst-group accuracy")).to_be_visible()
+    no_exception(page)
+    shot(page, "fairness")
+    page.get_by_text("Train a model now").click()
+    page.get_by_role("button", name="Train", exact=True).click()
+    cancel = page.get_by_role("button", name="Cancel")
+    expect(cancel).to_be_visible(timeout=RENDER_TIMEOUT)
+    expect(page.get_by_test_id("stProgress")).to_contain_text("training: epoch 1", timeout=RENDER_TIMEOUT)
+    shot(page, "fairness-training")
+    cancel.click()
+    expect(page.get_by_test_id("stMetric").filter(has_text="(cancelled)")).to_be_visible(timeout=RENDER_TIMEOUT)
+    expect(page.locator(".js-plotly-plot")).to_have_count(3)
+    no_exception(page)
+    shot(page, "fairness-after")

@@ -1,0 +1,210 @@
+"""Group fairness: per-group accuracy of ERM and W-DRO models, clean and under attack; train one now."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+
+from core.explore import measure_support
+from core.fairness_demo import ATTACKS, DEMO_MODELS, load_demo, load_demo_evaluation, train_and_evaluate
+from core.figures import CONDITIONS, cost_by_group, group_accuracy_bars, report_of, training_curves
+from core.groups import GROUP_DATASETS
+from core.jobs import Job
+from core.measures import MEASURES
+from core.training import TrainConfig
+from pages.common import device, keep, keep_choices, show_error
+
+keep_choices()  # first, before any widget: see pages.common.keep
+
+JOB, TRAINED = "fair.job", "fair.trained"
+DEFAULT = "fmnist-groups"
+DATASET_LABELS = {
+    "fmnist-groups": "Fashion-MNIST, 5% inverted contrast (bundled demo)",
+    "celeba": "CelebA: Blond_Hair by Male (your folder)",
+    "csv": "Image folder + CSV of path,label,group (yours)",
+}
+METHODS = {
+    "wdro": "W-DRO (perceptual cost, fast)",
+    "erm": "ERM",
+    "pgd-at": "PGD adversarial training (L-inf)",
+    "group-dro": "Group DRO (uses group labels)",
+}
+BUDGETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+
+
+@st.cache_data(show_spinner=False)
+def demo_evaluation() -> dict:
+    return load_demo_evaluation()
+
+
+@st.cache_resource(show_spinner="Loading the demo model ...")
+def demo_model(name: str):
+    """A bundled demo model on the app's device, frozen and shared (training works on a copy)."""
+    model, _ = load_demo(name, device=device())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def percent(report: dict, key: str) -> str:
+    """``"81.2% [79.9, 82.5]"``: a rate with its bootstrap interval when there is one."""
+    value = f"{report[key]:.1%}"
+    ci = (report.get("ci") or {}).get(key)
+    return f"{value} [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else value
+
+
+st.title("Group fairness before and after DRO training")
+st.caption("A classifier trained by plain ERM learns a minority group less well. W-DRO training with a "
+           "perceptual transport cost trains on the worst case in a Wasserstein ball, which spends its budget "
+           "where the loss rises fastest: often the under-represented group. It never reads a group label.")
+
+# -- data set and models -------------------------------------------------------------------------------
+c1, c2 = st.columns([1, 2])
+dataset = c1.selectbox("Data set", list(DATASET_LABELS), format_func=DATASET_LABELS.get,
+                       key=keep("keep.fair_dataset"))
+root = None
+if dataset != DEFAULT:
+    root = c2.text_input("Data folder", key=keep("keep.fair_root", ""),
+                         help=GROUP_DATASETS[dataset].description).strip() or None
+    if root is None:
+        c2.info("Give the folder of the data set (nothing is downloaded). The bundled demo uses "
+                "Fashion-MNIST.", icon=":material/folder_open:")
+
+entries: dict[str, dict] = {}
+groups: list[str] = []
+if dataset == DEFAULT:
+    try:
+        evaluation = demo_evaluation()
+    except ValueError as err:
+        show_error(err, what="The bundled fairness demo is missing")
+    else:
+        groups = list(evaluation["groups"])
+        entries = {evaluation["models"][name]["label"]: evaluation["models"][name] for name in DEMO_MODELS}
+trained = {label: item for label, item in st.session_state.get(TRAINED, {}).items() if item["dataset"] == dataset}
+for label, item in trained.items():
+    entries[label] = item["entry"]
+    groups = groups or item["entry"]["groups"]
+
+# -- a finished training job becomes a model of this page -------------------------------------------------
+job: Job | None = st.session_state.get(JOB)
+if job is not None and job.done:
+    del st.session_state[JOB]
+    try:
+        out = job.result()
+    except (ValueError, RuntimeError, OSError) as err:
+        show_error(err, what="Training failed")
+    else:
+        if out is None:
+            st.warning("Training was cancelled before its first step; there is nothing to show.")
+        else:
+            model, entry = out
+            label = f"#{len(st.session_state.get(TRAINED, {})) + 1} {job.label}" + (" (cancelled)" if entry["cancelled"] else "")
+            st.session_state.setdefault(TRAINED, {})[label] = {"dataset": entry["dataset"], "entry": entry,
+                                                              "model": model}
+            entries[label] = entry
+            groups = groups or entry["groups"]
+            chosen = st.session_state.get("keep.fair_models", [])
+            st.session_state["keep.fair_models"] = [*chosen, label]
+            st.toast(f"Trained {label}", icon=":material/check:")
+    job = None
+
+if entries:
+    keep("keep.fair_models", list(entries))
+    st.session_state["keep.fair_models"] = [m for m in st.session_state["keep.fair_models"] if m in entries]
+    shown = st.multiselect("Models", list(entries), key="keep.fair_models")
+    chosen = {name: entries[name] for name in shown}
+else:
+    chosen = {}
+
+# -- results ------------------------------------------------------------------------------------------------
+if chosen:
+    conditions = ["clean", *[c for c in CONDITIONS if c != "clean" and all(c in e["under_attack"] for e in chosen.values())]]
+    rows = []
+    for name, entry in chosen.items():
+        for condition in conditions:
+            report = report_of(entry, condition)
+            rows.append({"model": name, "inputs": CONDITIONS[condition],
+                         "mean accuracy": percent(report, "mean_accuracy"),
+                         "worst-group accuracy": percent(report, "worst_group_accuracy"),
+                         "worst group": report["worst_group"],
+                         "gap": percent(report, "gap")})
+    columns = st.columns(len(chosen))
+    first = next(iter(chosen.values()))["clean"]
+    for column, (name, entry) in zip(columns, chosen.items()):
+        clean = entry["clean"]
+        delta = clean["worst_group_accuracy"] - first["worst_group_accuracy"]
+        column.metric(f"{name}: worst-group accuracy", f"{clean['worst_group_accuracy']:.1%}",
+                      delta=f"{delta * 100:+.1f} points" if name != next(iter(chosen)) else None)
+        column.caption(f"gap {clean['gap'] * 100:.1f} points, mean {clean['mean_accuracy']:.1%} (clean test images)")
+    st.plotly_chart(group_accuracy_bars(chosen, groups, conditions), width="stretch", key="fair.bars")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    attacks = "; ".join(f"{k}: " + ", ".join(f"{p} {v}" for p, v in a.items()) for k, a in ATTACKS.items())
+    st.caption(f"95% bootstrap intervals in brackets. Under attack ({attacks}): an example counts when it is "
+               "classified correctly both clean and attacked.")
+    st.subheader("Training curves")
+    st.plotly_chart(training_curves(chosen), width="stretch", key="fair.curves")
+    st.subheader("Where the transport budget goes")
+    st.plotly_chart(cost_by_group(chosen, groups), width="stretch", key="fair.cost")
+    st.caption("Mean transport cost (1 - SSIM) that the worst-case distribution spends per example of each group, "
+               "under one budget shared by all the images: left, the W-DRO-SSIM attack on each model; right, "
+               "during W-DRO training.")
+elif dataset == DEFAULT or root:
+    st.info("No model for this data set yet: train one below.", icon=":material/model_training:")
+
+# -- train now ---------------------------------------------------------------------------------------------------
+with st.expander("Train a model now", expanded=job is not None or not chosen):
+    if job is None:
+        f1, f2, f3 = st.columns(3)
+        method = f1.selectbox("Method", list(METHODS), format_func=METHODS.get, key=keep("keep.fair_method"))
+        epochs = f2.slider("Epochs", 1, 10, key=keep("keep.fair_epochs", 2))
+        seed = f3.number_input("Seed", 0, 2**31 - 1, key=keep("keep.fair_seed", 0))
+        cfg = TrainConfig(method=method, epochs=int(epochs), seed=int(seed))
+        options: dict = {}
+        if dataset == DEFAULT:
+            n_train = f1.select_slider("Training images", (1000, 2000, 3000, 6000, 12000),
+                                       key=keep("keep.fair_n", 3000))
+            options = {"n_train": int(n_train)}
+        if method == "wdro":
+            valid, _ = measure_support((1, 1, 28, 28) if dataset == DEFAULT else (1, 3, 64, 64))
+            costs = [m for m in valid if m != "linf"]
+            metric = f2.selectbox("Transport cost", costs, format_func=lambda m: MEASURES[m].label,
+                                  key=keep("keep.fair_metric", "ssim"))
+            budget = f3.select_slider("DRO budget delta", BUDGETS, key=keep("keep.fair_budget", 0.03))
+            cfg = replace(cfg, metric=metric, budget=float(budget))
+        starts = ["scratch", *DEMO_MODELS] if dataset == DEFAULT and entries else ["scratch"]
+        start = f3.selectbox("Start from", starts, key=keep("keep.fair_start"),
+                             format_func=lambda s: "random weights" if s == "scratch" else f"a copy of {s}")
+        ready = dataset == DEFAULT or root is not None
+        if st.button("Train", type="primary", key="fair.train", disabled=not ready):
+            try:
+                base = demo_model(start) if start != "scratch" else None
+            except ValueError as err:
+                show_error(err, what="Cannot start from that model")
+            else:
+                label = METHODS[method].split(" (")[0] + (f" {MEASURES[cfg.metric].label} {cfg.budget:g}"
+                                                            if method == "wdro" else "")
+                work_device = device()
+
+                def work(report, should_stop, cfg=cfg, base=base, options=options, root=root, dataset=dataset):
+                    return train_and_evaluate(cfg, dataset=dataset, root=root, data_options=options, start=base,
+                                              device=work_device, report=report, should_stop=should_stop)
+
+                job = Job(work, label=f"{label}, {cfg.epochs} epoch{'s' * (cfg.epochs > 1)}").start()
+                st.session_state[JOB] = job
+                st.rerun()
+    else:
+        @st.fragment(run_every=1.0)
+        def progress() -> None:
+            status = job.status
+            st.progress(status.fraction, text=f"{job.label}: {status.text} ({status.seconds:.0f} s)")
+            if st.button("Cancel", key="fair.cancel", disabled=status.cancelled):
+                job.cancel()
+                st.caption("Cancelling after the current step ...")
+            if status.done:
+                st.rerun()
+
+        progress()
+        st.caption("Training runs in the background on a copy; the page stays usable, and the result appears "
+                   "here when it ends. Cancel keeps what was trained so far.")

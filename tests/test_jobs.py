@@ -1,0 +1,51 @@
+"""Background jobs: progress, result, errors, cancellation."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from core.jobs import Job
+
+
+def test_job_reports_progress_and_returns_its_result():
+    gate = threading.Event()
+
+    def work(report, should_stop):
+        report(0.5, "half way")
+        gate.wait(5)
+        report(1.5, "done")  # clipped to 1
+        return 42
+
+    job = Job(work).start()
+    while job.status.text != "half way":
+        pass
+    status = job.status
+    assert (status.fraction, status.done, status.cancelled) == (0.5, False, False)
+    with pytest.raises(RuntimeError, match="still running"):
+        job.result()
+    gate.set()
+    assert job.wait(5)
+    assert job.result() == 42 and job.status.fraction == 1.0 and job.status.done and job.error is None
+
+
+def test_cancel_is_seen_by_the_work_and_errors_reach_the_caller():
+    def work(report, should_stop):
+        steps = 0
+        while not should_stop():
+            steps += 1
+        return steps
+
+    job = Job(work).start()
+    job.cancel()
+    assert job.wait(5) and job.cancelled and job.result() >= 0
+
+    def broken(report, should_stop):
+        raise ValueError("bad input")
+
+    job = Job(broken).start()
+    assert job.wait(5)
+    assert isinstance(job.error, ValueError)
+    with pytest.raises(ValueError, match="bad input"):
+        job.result()
