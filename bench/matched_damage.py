@@ -253,6 +253,8 @@ def examples_grid(x: torch.Tensor, outcomes: list[Outcome], path: Path, *, colum
     """PNG: row 0 the clean images; then per attack its image and its |difference| x5, side by side."""
     from PIL import Image, ImageDraw
 
+    if not outcomes:
+        return
     common = torch.stack([o.kept for o in outcomes]).all(0).nonzero().squeeze(1)
     if common.numel() == 0:
         return
