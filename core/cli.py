@@ -37,6 +37,8 @@ EXIT_USAGE = 2
 EXIT_ERROR = 1
 DEFAULT_BUDGET = 0.05  # mean 1 - SSIM of 0.05, i.e. SSIM 0.95, when neither --budget nor --gamma is given
 DEFAULT_EPS = {"pgd-linf": 8 / 255, "fgsm": 8 / 255, "pgd-l2": 1.0}
+# minimal-perturbation attacks: --eps is an optional cap on their own distance (none by default)
+MINIMAL_BUDGET = {"ddn": "max_norm", "alma-ssim": "max_distance", "perc-al": "max_distance"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,7 +135,8 @@ def _add_attack_options(parser: argparse.ArgumentParser) -> None:
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--budget", type=float, help=f"wdro: DRO budget delta (default {DEFAULT_BUDGET})")
     form.add_argument("--gamma", type=float, help="wdro: fixed multiplier (penalty form)")
-    form.add_argument("--eps", type=float, help="pgd-linf, pgd-l2, fgsm: radius of the ball")
+    form.add_argument("--eps", type=float, help="pgd-linf, pgd-l2, fgsm: radius of the ball; "
+                      "ddn, alma-ssim, perc-al: optional cap on their distance (L2, 1 - SSIM, CIEDE2000)")
     parser.add_argument("--linf-cap", type=float, help="wdro: cap on the L-inf norm of the perturbation")
     parser.add_argument("--steps", type=int, help="ascent steps (default: 100 for wdro, 10 for pgd)")
     parser.add_argument("--seed", type=int, default=0)
@@ -205,7 +208,10 @@ def _build_attack(args: argparse.Namespace, model: torch.nn.Module) -> Attack:
     else:
         if args.budget is not None or args.gamma is not None or args.linf_cap is not None:
             raise ValueError(f"{args.attack} takes --eps, not --budget, --gamma or --linf-cap")
-        kwargs = dict(eps=args.eps if args.eps is not None else DEFAULT_EPS[args.attack])
+        if args.attack in MINIMAL_BUDGET:
+            kwargs = {MINIMAL_BUDGET[args.attack]: args.eps}
+        else:
+            kwargs = dict(eps=args.eps if args.eps is not None else DEFAULT_EPS[args.attack])
     if args.steps is not None and args.attack != "fgsm":
         kwargs["steps"] = args.steps
     return cls(model, **kwargs)

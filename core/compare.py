@@ -139,17 +139,24 @@ def match_success(
     rounds: int = MATCH_ROUNDS,
     seed: int = 0,
     progress: Progress | None = None,
+    at_least: bool = False,
+    tolerance: float | None = None,
 ) -> Match:
     """Search the budget (on a log scale) at which ``make(budget)`` fools a ``target`` fraction.
 
     The results in ``known`` narrow the bracket first (for example a sweep already run);
     then up to ``rounds`` bisection runs. Success is taken as non-decreasing in the budget.
     Returns the run closest to the target (the smaller budget on a tie); it stops early
-    once the rates agree to within one image.
+    once the rates agree to within ``tolerance`` (default half an image).
+
+    With ``at_least=True`` it returns the smallest budget whose run reaches the target (the
+    closest run when none does), and stops once one lands in ``[target, target + tolerance]``:
+    the run can then be trimmed down to exactly the target (see ``bench/matched_damage.py``).
     """
     if not 0.0 <= target <= 1.0:
         raise ValueError(f"target: expected a success rate in [0, 1], got {target!r}")
     n = x.shape[0]
+    tol = 0.5 / n if tolerance is None else float(tolerance)
     tried: list[tuple[float, AttackResult]] = list(known)
     for param, result in tried:
         if result.success_rate < target:
@@ -159,9 +166,16 @@ def match_success(
     runs = 0
 
     def best() -> tuple[float, AttackResult]:
+        reached = [pr for pr in tried if pr[1].success_rate >= target]
+        if at_least and reached:
+            return min(reached, key=lambda pr: pr[0])
         return min(tried, key=lambda pr: (abs(pr[1].success_rate - target), pr[0]))
 
-    while runs < rounds and (not tried or abs(best()[1].success_rate - target) > 0.5 / n):
+    def close_enough() -> bool:
+        rate = best()[1].success_rate
+        return target <= rate <= target + tol if at_least else abs(rate - target) <= tol
+
+    while runs < rounds and (not tried or not close_enough()):
         mid = math.sqrt(lo * hi)
         if progress is not None:
             progress(runs / rounds, f"matching: budget {mid:.4g}")

@@ -50,12 +50,19 @@ GENEROUS = {
     "pgd-linf": dict(eps=0.15, steps=20),
     "pgd-l2": dict(eps=3.0, steps=20),
     "wdro": dict(metric="ssim", budget=0.3, loss="margin", kappa=5.0),
+    # the minimal-perturbation baselines have no budget by default: they flip nearly everything
+    "ddn": dict(steps=50),
+    "alma-ssim": dict(steps=50),
+    "perc-al": dict(steps=50),
 }
 MILD = {
     "fgsm": dict(eps=8 / 255),
     "pgd-linf": dict(eps=8 / 255, steps=5),
     "pgd-l2": dict(eps=0.5, steps=5),
     "wdro": dict(metric="ssim", budget=0.02, steps=30),
+    "ddn": dict(steps=20, max_norm=0.5),
+    "alma-ssim": dict(steps=20, max_distance=0.01),
+    "perc-al": dict(steps=20, max_distance=20.0),
 }
 
 

@@ -141,6 +141,22 @@ def test_match_success_recovers_a_known_radius(bundled, batch):
         match_success(lambda e: PGDLinf(model, eps=e), 1.5, x, y)
 
 
+def test_match_success_at_least_returns_the_smallest_budget_reaching_the_target(bundled, batch):
+    model, _ = bundled
+    x, y = batch
+    make = lambda e: PGDLinf(model, eps=e)  # noqa: E731
+    known = [(e, make(e)(x, y)) for e in (2 / 255, 4 / 255, 8 / 255)]
+    target = known[1][1].success_rate  # 4/255 reaches it exactly
+    assert 0.0 < target < 1.0
+    match = match_success(make, target, x, y, known=known, rounds=0, at_least=True)
+    assert match.param == 4 / 255 and match.achieved >= target and match.runs == 0
+    # a target between two known rates: the closest run may fall short, at_least never does
+    between = (known[1][1].success_rate + known[2][1].success_rate) / 2
+    if known[2][1].success_rate > known[1][1].success_rate:
+        match = match_success(make, between, x, y, known=known, rounds=2, at_least=True, tolerance=0.2)
+        assert match.achieved >= between and match.param <= 8 / 255
+
+
 def test_compare_matches_damage_and_ssim_wins_on_ssim(bundled, batch):
     model, _ = bundled
     x, y = batch

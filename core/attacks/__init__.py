@@ -1,12 +1,18 @@
-"""Attacks on one shared base: FGSM, PGD (L-inf, L2) and the W-DRO perceptual attack."""
+"""Attacks on one shared base: FGSM, PGD (L-inf, L2), the W-DRO perceptual attack, and the
+published minimal-perturbation baselines DDN (L2), ALMA (SSIM) and PerC-AL (CIEDE2000)."""
 
+from core.attacks.alma import ALMA
 from core.attacks.base import ATTACKS, Attack, AttackResult, Perturbation, get_attack, register_attack
+from core.attacks.ddn import DDN
+from core.attacks.perc import PerCAL
 from core.attacks.pgd import FGSM, PGD, PGDL2, PGDLinf
 from core.attacks.threat import L2Ball, LinfBall
 from core.attacks.wdro import WDRO
 
 __all__ = [
+    "ALMA",
     "ATTACKS",
+    "DDN",
     "FGSM",
     "PGD",
     "PGDL2",
@@ -16,6 +22,7 @@ __all__ = [
     "AttackResult",
     "L2Ball",
     "LinfBall",
+    "PerCAL",
     "Perturbation",
     "get_attack",
     "register_attack",
