@@ -1,6 +1,8 @@
-"""SSIM vs L-inf: PGD-L-inf and W-DRO-SSIM at matched damage on a batch of test images."""
+"""SSIM vs L-inf: PGD-L-inf and W-DRO-SSIM at matched damage on a batch of test images; the benchmark of every attack."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import streamlit as st
 
@@ -20,103 +22,127 @@ st.title("SSIM-shaped vs L-inf perturbations")
 st.caption("PGD-L-inf at a chosen radius, and W-DRO-SSIM with its DRO budget tuned until it fools the same "
            "fraction of images (matched damage). Both attack the same correctly classified test images.")
 
-names = [n for n in MODELS if has_test_set(n)]
-c1, c2, c3, c4 = st.columns(4)
-name = c1.selectbox("Model", names, format_func=model_label, key=keep("keep.cmp_model"))
-n = c2.slider("Test images", 16, 256, step=16, key=keep("keep.cmp_n", 32))
-eps255 = c3.slider("PGD L-inf radius (in 1/255)", 1, 16, key=keep("keep.cmp_eps", 4))
-steps = c4.number_input("W-DRO steps", 10, 300, step=10, key=keep("keep.cmp_steps", 50))
-settings = (name, n, eps255, int(steps))
-run = st.button("Run the comparison", type="primary", key="compare.run")
-
-if run:
-    try:
-        model = cached_model(name)
-        x_test, y_test, source = test_set()
-        x, y = correctly_classified(model, x_test.to(device()), y_test.to(device()), n)
-        bar = st.progress(0.0, text="Starting ...")
-        result = compare_ssim_linf(model, x, y, eps=eps255 / 255, steps=int(steps),
-                                   progress=lambda f, msg: bar.progress(min(f, 1.0), text=msg))
-        bar.empty()
-        st.session_state[RESULT] = {"settings": settings, "cmp": result, "source": source}
-    except ValueError as err:
-        show_error(err, what="The comparison could not run")
-
-shown = st.session_state.get(RESULT)
-if shown is None:
-    st.info("Choose a model, the number of images and PGD's radius, then press **Run the comparison** "
-            "(about 10-30 s on a CPU).", icon=":material/play_arrow:")
-    st.stop()
-if shown["settings"] != settings:
-    st.caption(":material/info: The settings changed since this result; press **Run the comparison** to update it.")
-cmp: Comparison = shown["cmp"]
-mean = {key: {m: float(r.measures[m].float().mean()) for m in r.measures}
-        for key, r in (("pgd", cmp.pgd), ("wdro", cmp.wdro), ("pointwise", cmp.pointwise))}
-name_run, n_run, eps_run, _ = shown["settings"]
+BENCHMARK = Path(__file__).resolve().parent.parent / "assets" / "benchmark"
 
 
-def _notice() -> str:
-    """The sentence that tells the viewer what to look at, from the numbers of this run."""
-    match = ("fool the same share" if cmp.matched else "come as close as the search allowed to the same share")
-    ssim_p, ssim_w = mean["pgd"]["ssim"], mean["wdro"]["ssim"]
-    text = (f"Both attacks {match} of the {n_run} images ({cmp.pgd.success_rate:.0%} and "
-            f"{cmp.wdro.success_rate:.0%}); W-DRO-SSIM keeps the mean SSIM at {ssim_w:.4f} against "
-            f"{ssim_p:.4f} for PGD-L-inf, by concentrating its change where SSIM charges little")
-    worse = [MEASURES[m].label for m in ("haarpsi", "psnr")
-             if m in mean["wdro"] and (mean["wdro"][m] < mean["pgd"][m]) == MEASURES[m].higher_is_better]
-    if worse:
-        text += (f", but it is worse on {' and '.join(worse)}, measures it did not optimise: "
-                 "compare the rows below with your own eyes")
-    return text + "."
+def show_benchmark() -> None:
+    """The matched-damage benchmark of every attack, as ``bench.matched_damage`` last wrote it."""
+    table, frontier, examples = (BENCHMARK / f for f in ("table.md", "frontier.png", "examples.png"))
+    if not table.is_file():
+        st.info("No benchmark results in assets/benchmark: run `python -m bench.matched_damage --out "
+                "assets/benchmark`.", icon=":material/info:")
+        return
+    st.caption("Every attack tuned to the same attack success rate on the same 1,000 correctly classified test "
+               "images, judged on measures it did not optimise (° marks the one it does). Bold: the best of the "
+               "column. Regenerate with `python -m bench.matched_damage`; the README reads the result.")
+    st.markdown(table.read_text())
+    if frontier.is_file():
+        st.image(str(frontier), caption="attack success against the mean perceptual cost of the fooled images")
+    if examples.is_file():
+        st.image(str(examples), caption="examples at matched damage: each attack's image and its |difference| x5")
 
 
-st.info(_notice(), icon=":material/visibility:")
-k1, k2, k3, k4 = st.columns(4)
-k1.metric("PGD-L-inf success", f"{cmp.pgd.success_rate:.0%}", help=f"eps = {eps_run}/255")
-k2.metric("W-DRO-SSIM success", f"{cmp.wdro.success_rate:.0%}", help="matched" if cmp.matched else "closest found")
-k3.metric("Matched budget delta", f"{cmp.budget:.3g}", help="mean 1 - SSIM the W-DRO attack may spend")
-k4.metric("Mean SSIM (PGD / W-DRO)", f"{mean['pgd']['ssim']:.4f} / {mean['wdro']['ssim']:.4f}")
+live, benchmark = st.tabs(["Run it: PGD-L-inf vs W-DRO-SSIM", "Benchmark: all attacks at matched damage"])
+with benchmark:
+    show_benchmark()
+with live:
+    names = [n for n in MODELS if has_test_set(n)]
+    c1, c2, c3, c4 = st.columns(4)
+    name = c1.selectbox("Model", names, format_func=model_label, key=keep("keep.cmp_model"))
+    n = c2.slider("Test images", 16, 256, step=16, key=keep("keep.cmp_n", 32))
+    eps255 = c3.slider("PGD L-inf radius (in 1/255)", 1, 16, key=keep("keep.cmp_eps", 4))
+    steps = c4.number_input("W-DRO steps", 10, 300, step=10, key=keep("keep.cmp_steps", 50))
+    settings = (name, n, eps255, int(steps))
+    run = st.button("Run the comparison", type="primary", key="compare.run")
 
-st.subheader("Examples")
-rows = (("clean", cmp.x, None), (f"PGD-L-inf {eps_run}/255", cmp.pgd.x_adv, cmp.pgd),
-        (f"W-DRO-SSIM delta {cmp.budget:.2g}", cmp.wdro.x_adv, cmp.wdro))
-for label, images, result in rows:
-    st.caption(label)
-    cols = st.columns(GRID)
-    for i, col in enumerate(cols[: images.shape[0]]):
-        if result is None:
-            caption = "clean"
-        else:
-            fooled = "fooled" if bool(result.success[i]) else "held"
-            caption = f"{fooled} · SSIM {float(result.measures['ssim'][i]):.3f}"
-        col.image(display_image(images[i], side=112), caption=caption, width="stretch")
+    if run:
+        try:
+            model = cached_model(name)
+            x_test, y_test, source = test_set()
+            x, y = correctly_classified(model, x_test.to(device()), y_test.to(device()), n)
+            bar = st.progress(0.0, text="Starting ...")
+            result = compare_ssim_linf(model, x, y, eps=eps255 / 255, steps=int(steps),
+                                       progress=lambda f, msg: bar.progress(min(f, 1.0), text=msg))
+            bar.empty()
+            st.session_state[RESULT] = {"settings": settings, "cmp": result, "source": source}
+        except ValueError as err:
+            show_error(err, what="The comparison could not run")
 
-st.subheader("Perceptual measures per image")
-judges = [m for m in JUDGES if m in cmp.pgd.measures]
-st.plotly_chart(measure_distributions({"PGD-L-inf": cmp.pgd.measures, "W-DRO-SSIM": cmp.wdro.measures}, judges),
-                key="compare.dist")
+    shown = st.session_state.get(RESULT)
+    if shown is None:
+        st.info("Choose a model, the number of images and PGD's radius, then press **Run the comparison** "
+                "(about 10-30 s on a CPU).", icon=":material/play_arrow:")
+        st.stop()
+    if shown["settings"] != settings:
+        st.caption(":material/info: The settings changed since this result; press **Run the comparison** to update it.")
+    cmp: Comparison = shown["cmp"]
+    mean = {key: {m: float(r.measures[m].float().mean()) for m in r.measures}
+            for key, r in (("pgd", cmp.pgd), ("wdro", cmp.wdro), ("pointwise", cmp.pointwise))}
+    name_run, n_run, eps_run, _ = shown["settings"]
 
-st.subheader("Attack success against perceptual cost")
-sweeps = {"PGD-L-inf": cmp.pgd_sweep, "W-DRO-SSIM": cmp.wdro_sweep}
-marks = {"PGD-L-inf": next(p for p in cmp.pgd_sweep if p.param == cmp.eps),
-         "W-DRO-SSIM": next(p for p in cmp.wdro_sweep if p.param == cmp.budget)}
-f1, f2 = st.columns(2)
-with f1:
-    st.plotly_chart(frontier_figure(sweeps, "ssim", marks=marks), key="compare.frontier_ssim")
-with f2:
-    st.plotly_chart(frontier_figure(sweeps, "haarpsi", marks=marks), key="compare.frontier_haarpsi")
-st.caption("Stars: the matched runs. Each curve sweeps its attack's budget (eps for PGD, delta for W-DRO).")
 
-st.subheader("The distributional budget at work")
-h1, h2 = st.columns([2, 1])
-with h1:
-    st.plotly_chart(cost_histogram(cmp.wdro.cost, cmp.budget, pointwise=cmp.pointwise.cost), key="compare.hist")
-with h2:
-    spent = cmp.wdro.cost
-    st.metric("Images given more than delta", f"{float((spent > cmp.budget).float().mean()):.0%}")
-    st.metric("Images given almost nothing (< delta / 10)", f"{float((spent < cmp.budget / 10).float().mean()):.0%}")
-    st.metric("Success with delta per image (pointwise)", f"{cmp.pointwise.success_rate:.0%}",
-              delta=f"{cmp.pointwise.success_rate - cmp.wdro.success_rate:+.0%} vs distributional")
-    st.caption("The distributional budget only bounds the mean cost: the worst-case distribution spends it "
-               "on the images that are cheap to flip and little on the hopeless ones. A uniform per-image "
-               "budget gives every image at most delta.")
+    def _notice() -> str:
+        """The sentence that tells the viewer what to look at, from the numbers of this run."""
+        match = ("fool the same share" if cmp.matched else "come as close as the search allowed to the same share")
+        ssim_p, ssim_w = mean["pgd"]["ssim"], mean["wdro"]["ssim"]
+        text = (f"Both attacks {match} of the {n_run} images ({cmp.pgd.success_rate:.0%} and "
+                f"{cmp.wdro.success_rate:.0%}); W-DRO-SSIM keeps the mean SSIM at {ssim_w:.4f} against "
+                f"{ssim_p:.4f} for PGD-L-inf, by concentrating its change where SSIM charges little")
+        worse = [MEASURES[m].label for m in ("haarpsi", "psnr")
+                 if m in mean["wdro"] and (mean["wdro"][m] < mean["pgd"][m]) == MEASURES[m].higher_is_better]
+        if worse:
+            text += (f", but it is worse on {' and '.join(worse)}, measures it did not optimise: "
+                     "compare the rows below with your own eyes")
+        return text + "."
+
+
+    st.info(_notice(), icon=":material/visibility:")
+    k1, k2, k3, k4 = st.columns(4)
+    k1.metric("PGD-L-inf success", f"{cmp.pgd.success_rate:.0%}", help=f"eps = {eps_run}/255")
+    k2.metric("W-DRO-SSIM success", f"{cmp.wdro.success_rate:.0%}", help="matched" if cmp.matched else "closest found")
+    k3.metric("Matched budget delta", f"{cmp.budget:.3g}", help="mean 1 - SSIM the W-DRO attack may spend")
+    k4.metric("Mean SSIM (PGD / W-DRO)", f"{mean['pgd']['ssim']:.4f} / {mean['wdro']['ssim']:.4f}")
+
+    st.subheader("Examples")
+    rows = (("clean", cmp.x, None), (f"PGD-L-inf {eps_run}/255", cmp.pgd.x_adv, cmp.pgd),
+            (f"W-DRO-SSIM delta {cmp.budget:.2g}", cmp.wdro.x_adv, cmp.wdro))
+    for label, images, result in rows:
+        st.caption(label)
+        cols = st.columns(GRID)
+        for i, col in enumerate(cols[: images.shape[0]]):
+            if result is None:
+                caption = "clean"
+            else:
+                fooled = "fooled" if bool(result.success[i]) else "held"
+                caption = f"{fooled} · SSIM {float(result.measures['ssim'][i]):.3f}"
+            col.image(display_image(images[i], side=112), caption=caption, width="stretch")
+
+    st.subheader("Perceptual measures per image")
+    judges = [m for m in JUDGES if m in cmp.pgd.measures]
+    st.plotly_chart(measure_distributions({"PGD-L-inf": cmp.pgd.measures, "W-DRO-SSIM": cmp.wdro.measures}, judges),
+                    key="compare.dist")
+
+    st.subheader("Attack success against perceptual cost")
+    sweeps = {"PGD-L-inf": cmp.pgd_sweep, "W-DRO-SSIM": cmp.wdro_sweep}
+    marks = {"PGD-L-inf": next(p for p in cmp.pgd_sweep if p.param == cmp.eps),
+             "W-DRO-SSIM": next(p for p in cmp.wdro_sweep if p.param == cmp.budget)}
+    f1, f2 = st.columns(2)
+    with f1:
+        st.plotly_chart(frontier_figure(sweeps, "ssim", marks=marks), key="compare.frontier_ssim")
+    with f2:
+        st.plotly_chart(frontier_figure(sweeps, "haarpsi", marks=marks), key="compare.frontier_haarpsi")
+    st.caption("Stars: the matched runs. Each curve sweeps its attack's budget (eps for PGD, delta for W-DRO).")
+
+    st.subheader("The distributional budget at work")
+    h1, h2 = st.columns([2, 1])
+    with h1:
+        st.plotly_chart(cost_histogram(cmp.wdro.cost, cmp.budget, pointwise=cmp.pointwise.cost), key="compare.hist")
+    with h2:
+        spent = cmp.wdro.cost
+        st.metric("Images given more than delta", f"{float((spent > cmp.budget).float().mean()):.0%}")
+        st.metric("Images given almost nothing (< delta / 10)", f"{float((spent < cmp.budget / 10).float().mean()):.0%}")
+        st.metric("Success with delta per image (pointwise)", f"{cmp.pointwise.success_rate:.0%}",
+                  delta=f"{cmp.pointwise.success_rate - cmp.wdro.success_rate:+.0%} vs distributional")
+        st.caption("The distributional budget only bounds the mean cost: the worst-case distribution spends it "
+                   "on the images that are cheap to flip and little on the hopeless ones. A uniform per-image "
+                   "budget gives every image at most delta.")

@@ -169,7 +169,8 @@ def test_compare_page_matches_damage():
     assert ssim_wdro > ssim_pgd and 0.0 < ssim_pgd < 1.0
     assert float(shown["Matched budget delta"]) > 0
     assert len(app.get("plotly_chart")) == 4  # distributions, two frontiers, histogram
-    assert len(app.get("image")) == 3 * 8  # clean / L-inf / SSIM rows
+    assert len(app.get("image")) == 3 * 8 + 2  # clean / L-inf / SSIM rows; the benchmark tab's two figures
+    assert any("matched success 90%" in m.value for m in app.markdown)  # the benchmark table
     assert any("fool" in i.value and "SSIM" in i.value for i in app.info)  # the sentence to notice
 
 
