@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from skimage import data as skdata
 
 from core.compat import piq
+from core.explore import measure_support
 from core.measures import (
     MEASURES,
     PSNR_EPS,
@@ -26,6 +27,7 @@ from core.measures import (
     available_measures,
     evaluate_measures,
     get_measure,
+    padded_ssim,
     register_measure,
     ssim,
     ssim_map,
@@ -34,7 +36,7 @@ from core.registry import UNKNOWN
 from core.validation import NEEDS_RGB, OUT_OF_RANGE, SHAPE_MISMATCH, TOO_SMALL
 
 ALL = list(MEASURES)
-SIMILARITIES = ("ssim", "ms_ssim", "ms_ssim_small", "haarpsi", "fsim")  # score 1 = identical, range [0, 1]
+SIMILARITIES = ("ssim", "ssim-padded", "ms_ssim", "ms_ssim_small", "haarpsi", "fsim")  # score 1 = identical, range [0, 1]
 PIQ_BACKED = ("ms_ssim", "ms_ssim_small", "haarpsi", "gmsd", "fsim", "vif")
 SIZED = [name for name, m in MEASURES.items() if m.min_size > 1]
 RGB_ONLY = [name for name, m in MEASURES.items() if m.needs_rgb]
@@ -418,7 +420,7 @@ def test_applies_to_agrees_with_check(name):
 
 def test_available_measures_for_small_grayscale():
     names = available_measures((1, 1, 28, 28))
-    for name in ("ssim", "ms_ssim_small", "haarpsi", "gmsd", "psnr", "l2", "linf"):
+    for name in ("ssim", "ssim-padded", "ms_ssim_small", "haarpsi", "gmsd", "psnr", "l2", "linf"):
         assert name in names
     for name in ("ms_ssim", "fsim", "vif"):
         assert name not in names
@@ -505,7 +507,7 @@ def test_evaluate_measures_returns_the_applicable_scores():
 def test_evaluate_measures_on_small_grayscale_and_by_name():
     x = 0.1 + 0.8 * torch.rand(3, 1, 28, 28)
     x_adv = perturbed(x, 0.05)
-    assert list(evaluate_measures(x, x_adv)) == ["ssim", "ms_ssim_small", "haarpsi", "gmsd", "psnr", "l2", "linf"]
+    assert list(evaluate_measures(x, x_adv)) == ["ssim", "ssim-padded", "ms_ssim_small", "haarpsi", "gmsd", "psnr", "l2", "linf"]
     chosen = evaluate_measures(x, x_adv, names=["linf", "psnr"])
     assert list(chosen) == ["linf", "psnr"]
     assert chosen["psnr"].shape == chosen["linf"].shape == (3,)
@@ -592,3 +594,131 @@ def test_cost_rejects_out_of_range_x_adv_with_value_error(name):
     x = clean_batch(name)
     with pytest.raises(ValueError, match=r"expected values in \[0, 1\]"):
         m.cost(x, x + 0.3)
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. SSIM of reflect-padded images: the border counts.
+
+
+def _fmnist_like() -> torch.Tensor:
+    """Two 28x28 grayscale photos (camera, coins), area-downsampled, as (2, 1, 28, 28)."""
+    crops = [photo("camera")[..., 100:356, 150:406], photo("coins")[..., :256, :256]]
+    return torch.cat([F.interpolate(c, size=(28, 28), mode="area") for c in crops])
+
+
+def _frame_mask(side: int = 28, width: int = 5) -> torch.Tensor:
+    """True on the pixels fewer than ``width`` from the border: where no valid 11x11 window is centred."""
+    mask = torch.ones(side, side, dtype=torch.bool)
+    mask[width:-width, width:-width] = False
+    return mask
+
+
+def _reflect(t: torch.Tensor) -> torch.Tensor:
+    return F.pad(t, (5, 5, 5, 5), mode="reflect")
+
+
+def test_padded_ssim_identity_and_range():
+    m = MEASURES["ssim-padded"]
+    x = _fmnist_like()
+    torch.testing.assert_close(m.score(x, x.clone()), torch.ones(2), rtol=0, atol=1e-5)
+    torch.testing.assert_close(m.cost(x, x.clone()), torch.zeros(2), rtol=0, atol=1e-5)
+    for eps in (0.02, 0.1, 0.5):
+        x_adv = perturbed(x, eps)
+        score, cost = m.score(x, x_adv), m.cost(x, x_adv)
+        assert bool(((score >= 0) & (score <= 1)).all()), (eps, score)
+        assert bool(((cost >= 0) & (cost <= 1)).all()), (eps, cost)
+        assert bool((score < 1 - 1e-4).all())
+    assert m.higher_is_better and m.label == "SSIM (padded)" and m.min_size == 6
+
+
+def test_padded_ssim_sees_a_perturbation_in_the_border_frame():
+    # The property the measure exists for: noise confined to the outer 5 pixels (59 % of a
+    # 28x28 image) barely moves the valid-window SSIM, and clearly moves the padded one.
+    x = _fmnist_like()
+    frame = _frame_mask()
+    assert frame.float().mean().item() == pytest.approx(1 - 18**2 / 28**2)  # 0.587
+    noise = 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    in_frame = (x + noise * frame).clamp(0.0, 1.0)
+    plain, padded = MEASURES["ssim"].cost(x, in_frame), MEASURES["ssim-padded"].cost(x, in_frame)
+    assert bool((padded > 3 * plain).all()), (plain, padded)  # measured 5x and 8x
+    assert padded.min().item() > 0.1
+    # control: the same noise in the centre is charged by both, by plain SSIM even more
+    in_centre = (x + noise * ~frame).clamp(0.0, 1.0)
+    plain_c, padded_c = MEASURES["ssim"].cost(x, in_centre), MEASURES["ssim-padded"].cost(x, in_centre)
+    assert bool((plain_c > padded_c).all()) and bool((padded_c > 0.05).all()), (plain_c, padded_c)
+
+
+def test_padded_ssim_gradient_reaches_the_frame():
+    # As an attack cost: finite gradients from the random start, and the frame gets a real share
+    # of them (the valid-window SSIM's gradient there is much smaller).
+    x = _fmnist_like()
+    x_adv = random_start(x)
+    g_padded, g_plain = cost_grad(MEASURES["ssim-padded"], x, x_adv), cost_grad(MEASURES["ssim"], x, x_adv)
+    assert bool(torch.isfinite(g_padded).all()) and g_padded.abs().max().item() > 0
+    frame = _frame_mask()
+
+    def frame_share(g: torch.Tensor) -> float:
+        return (g[..., frame].abs().sum() / g.abs().sum()).item()
+
+    assert frame_share(g_padded) > 0.5  # measured 0.86 (the frame is 59 % of the pixels)
+    assert frame_share(g_padded) > 3 * frame_share(g_plain), (frame_share(g_plain), frame_share(g_padded))  # 0.17
+    # prepare(x) gives the same gradient as cost
+    x_req = x_adv.clone().requires_grad_(True)
+    (g_prepared,) = torch.autograd.grad(MEASURES["ssim-padded"].prepare(x)(x_req).sum(), x_req)
+    torch.testing.assert_close(g_prepared, g_padded, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 28, 28), (1, 3, 44, 60), (2, 3, 6, 9)])
+def test_padded_ssim_equals_ssim_of_explicitly_padded_images(shape):
+    # Known answer: SSIM (ours, and piq's as an independent implementation) of the images
+    # reflect-padded by hand.
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(shape, generator=g, dtype=torch.float64)
+    y = (x + 0.1 * torch.randn(shape, generator=g, dtype=torch.float64)).clamp(0.0, 1.0)
+    xp, yp = _reflect(x), _reflect(y)
+    assert xp.shape[-2:] == (shape[-2] + 10, shape[-1] + 10)
+    torch.testing.assert_close(xp[..., 5:-5, 5:-5], x, rtol=0, atol=0)
+    torch.testing.assert_close(xp[..., 5 - 1, 5:-5], x[..., 1, :], rtol=0, atol=0)  # mirrored, edge not repeated
+    expected = piq.ssim(yp, xp, data_range=1.0, reduction="none")
+    got = MEASURES["ssim-padded"].score(x, y)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-9)
+    torch.testing.assert_close(padded_ssim(x, y), ssim(xp, yp, downsample=False), rtol=0, atol=1e-12)
+    torch.testing.assert_close(MEASURES["ssim-padded"].cost(x, y), 1 - expected, rtol=0, atol=1e-9)
+    # float32 within the fast SSIM's usual tolerance
+    torch.testing.assert_close(padded_ssim(x.float(), y.float()), expected.float(), rtol=0, atol=1e-5)
+
+
+def test_padded_ssim_of_flat_images_is_the_luminance_term():
+    # flat images stay flat when padded: same closed form as for plain SSIM
+    x = torch.full((1, 1, 8, 8), 0.4, dtype=torch.float64)
+    y = torch.full((1, 1, 8, 8), 0.6, dtype=torch.float64)
+    c1 = 0.01**2
+    expected = torch.tensor([(2 * 0.4 * 0.6 + c1) / (0.4**2 + 0.6**2 + c1)], dtype=torch.float64)
+    torch.testing.assert_close(padded_ssim(x, y), expected, rtol=0, atol=1e-12)
+
+
+def test_padded_ssim_downsamples_large_images_like_ssim():
+    # 512x512: average-pooled by 2 as in ssim, then padded
+    x = photo("camera")[..., :512, :512].double()
+    y = _blur(x)
+    pooled = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    expected = piq.ssim(_reflect(pooled[1]), _reflect(pooled[0]), data_range=1.0, reduction="none")
+    torch.testing.assert_close(padded_ssim(x, y), expected, rtol=0, atol=1e-9)
+    assert abs(padded_ssim(x, y).item() - ssim(x, y).item()) < 0.02  # the frame is a small part here
+
+
+def test_padded_ssim_rejects_too_small_images_with_a_clear_message():
+    # reflect padding by 5 needs a side of at least 6; say so instead of torch's padding error
+    m = MEASURES["ssim-padded"]
+    x = torch.rand(1, 1, 5, 28)
+    msg = TOO_SMALL.format(measure="SSIM (padded)", min_size=6, height=5, width=28)
+    for call in (lambda: m.cost(x, x.clone()), lambda: m.score(x, x.clone()), lambda: m.prepare(x),
+                 lambda: padded_ssim(x, x.clone())):
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            call()
+    assert "ssim-padded" not in available_measures((1, 1, 5, 28))
+    assert "ssim-padded" in available_measures((1, 1, 6, 6))
+    valid, skipped = measure_support((1, 1, 5, 5))
+    assert "ssim-padded" not in valid and "SSIM (padded)" in skipped["ssim-padded"] and "6x6" in skipped["ssim-padded"]
+    valid, _ = measure_support((1, 1, 10, 10))
+    assert "ssim-padded" in valid and "ssim" not in valid  # works below plain SSIM's 11 px
