@@ -3,6 +3,8 @@
     python -m bench.fairness_benchmark [--seeds 0 1 2] [--epochs 6] [--n-train 12000] [--json results.json]
     python -m bench.fairness_benchmark --part speed      # only fast vs naive
     python -m bench.fairness_benchmark --part table      # only the 3-seed table
+    python -m bench.fairness_benchmark --part table --seeds 0 --epochs 12 --only ERM \
+        --config 'W-DRO-SSIM mixed={"method": "wdro", "clean_weight": 0.5}'   # other settings
 
 **Table.** For each seed, trains ERM, PGD-AT (L-inf 0.1), Group DRO, W-DRO-SSIM and W-DRO
 with MS-SSIM (3 px window, 3 scales) as the cost on ``fmnist-groups`` train (``n_train``
@@ -54,13 +56,17 @@ def test_scores(model, test) -> dict:
 
 
 def run_table(args) -> dict:
-    results: dict = {name: [] for name in METHODS}
+    methods = {name: kw for name, kw in METHODS.items() if args.only is None or name in args.only}
+    for item in args.config:
+        name, _, spec = item.partition("=")
+        methods[name.strip()] = json.loads(spec)
+    results: dict = {name: [] for name in methods}
     for seed in args.seeds:
         options = {"n_train": args.n_train}
         train = load_group_dataset("fmnist-groups", "train", seed=seed, **options)
         test = load_group_dataset("fmnist-groups", "test", seed=seed)
-        for name, kw in METHODS.items():
-            cfg = TrainConfig(epochs=args.epochs, seed=seed, **kw)
+        for name, kw in methods.items():
+            cfg = TrainConfig(**{"epochs": args.epochs, "seed": seed, **kw})
             start = time.perf_counter()
             save = args.save_dir and seed == args.seeds[0] and name in SAVE
             out_dir = f"{args.save_dir}/{SAVE[name]}" if save else None
@@ -121,6 +127,11 @@ def main() -> None:
     parser.add_argument("--speed-epochs", type=int, default=8)
     parser.add_argument("--naive-steps", type=int, default=20)
     parser.add_argument("--naive-rounds", type=int, default=5)
+    parser.add_argument("--only", nargs="*", choices=list(METHODS),
+                        help="table: only these of the built-in methods (none: only the --config rows)")
+    parser.add_argument("--config", action="append", default=[], metavar="NAME=JSON",
+                        help='table: one more row, TrainConfig fields as JSON, e.g. \'mixed={"method": "wdro", '
+                             '"clean_weight": 0.5}\' (repeatable)')
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--save-dir", help="keep the first seed's ERM and W-DRO-SSIM runs here (erm/, wdro-ssim/)")

@@ -37,6 +37,11 @@ Fast W-DRO (``"wdro"``), per batch, with ``K = cfg.inner_steps`` (default 1):
    So a batch costs ``K + 1`` forward/backward passes (2 by default) against ERM's 1 and
    the naive method's ``steps * bisection_rounds`` (200 by default).
 
+Two options of the fast method (both off by default): ``budget_mode="pointwise"`` bounds
+every example's cost by the budget instead of the batch's mean (the ascent then climbs the
+loss alone and each example is shrunk onto its own budget by bisection; no ``gamma``), and
+``clean_weight=w`` trains on ``(1 - w) * worst-case loss + w * clean loss`` (one more pass).
+
 Ascent steps of the fast method move ``x'`` by ``step_size * grad / rms(grad)`` with the
 RMS taken over the whole batch: images whose objective is steeper move further, so the
 worst case spends more of the (distributional) budget on images that are cheap to flip.
@@ -144,6 +149,10 @@ class TrainConfig:
     dual_lr: float = 0.2  # step of the online update of log gamma per batch (0.05 was too slow to reach the
     # budget within a few hundred batches: measured, see README)
     fit_budget: bool = True  # budget form: pull each batch back onto the budget (cost-only line search)
+    budget_mode: str = "mean"  # fast W-DRO, budget form: "mean" (distributional: the batch's mean cost <= budget,
+    # online gamma) or "pointwise" (every example's cost <= budget: ascent on the loss alone, then each example
+    # shrunk onto its own budget; no gamma)
+    clean_weight: float = 0.0  # fast W-DRO: train on (1 - w) * worst-case loss + w * clean loss (one more pass)
     # --- naive W-DRO (the reference: core.attacks.WDRO with dual="bisection")
     naive_steps: int = 25  # ascent steps per bisection round
     naive_rounds: int = 8  # bisection rounds on log gamma per batch (budget form)
@@ -172,6 +181,15 @@ class TrainConfig:
                 if value is not None and not (isinstance(value, (int, float)) and value > 0):
                     raise ValueError(BAD_VALUE.format(name=name, expected="a positive number or None", value=value))
             get_measure(self.metric)  # unknown names raise with the list of known ones
+        if self.budget_mode not in ("mean", "pointwise"):
+            raise ValueError(BAD_VALUE.format(name="budget_mode", expected="'mean' or 'pointwise'", value=self.budget_mode))
+        if self.budget_mode == "pointwise" and (self.method != "wdro" or self.budget is None):
+            raise ValueError(BAD_VALUE.format(name="budget_mode", expected="'mean' unless method='wdro' with a budget",
+                                              value=self.budget_mode))
+        if not (isinstance(self.clean_weight, (int, float)) and 0 <= self.clean_weight < 1):
+            raise ValueError(BAD_VALUE.format(name="clean_weight", expected="a number in [0, 1)", value=self.clean_weight))
+        if self.clean_weight and self.method != "wdro":
+            raise ValueError(BAD_VALUE.format(name="clean_weight", expected="0 unless method='wdro'", value=self.clean_weight))
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -535,7 +553,7 @@ def _step(cfg, train_net, net, opt, state, x, y, g, idx, flip, gen, dist, progre
     cost = None
     if cfg.method == "wdro":
         x_train, cost = state.fast_inner(cfg, net, x, y, idx, flip, dist, progress_fraction)
-        extra = {"gamma": math.exp(state.log_gamma), "cost": float(cost.mean())}
+        extra = {"gamma": state.gamma, "cost": float(cost.mean())}
         train_net.train()
         x_train = x_train.detach().requires_grad_(True)
         logits = train_net(x_train)
@@ -544,8 +562,12 @@ def _step(cfg, train_net, net, opt, state, x, y, g, idx, flip, gen, dist, progre
         cost_fn = state.cost_fn
         # One backward pass: weight gradient of the mean loss and input gradient of the
         # penalised objective (the cost term does not depend on the weights).
-        penalty = math.exp(state.log_gamma) * cost_fn(x_train).sum() / len(y) if cost_fn is not None else 0.0
-        (loss - penalty).backward()
+        penalty = state.gamma * cost_fn(x_train).sum() / len(y) if cost_fn is not None else 0.0
+        w = cfg.clean_weight
+        objective = loss - penalty
+        if w:  # mixed: the clean term adds nothing to the input gradient at x_train, only scales it
+            objective = (1 - w) * objective + w * F.cross_entropy(train_net(x), y)
+        objective.backward()
         state.store_free_step(cfg, x, x_train, x_train.grad, idx, flip)
         opt.step()
         return loss.detach(), logits.detach(), extra, cost
@@ -601,12 +623,19 @@ class _MethodState:
     cost_fn: Any = None  # fast W-DRO: the prepared cost of the current batch (not checkpointed)
     step: float = 0.0  # fast W-DRO: the ascent step of the current batch
     measure: Any = None
+    pointwise: bool = False  # fast W-DRO: per-example budget (no gamma)
+
+    @property
+    def gamma(self) -> float:
+        """The multiplier of the cost in the ascent (0 for the pointwise budget: the projection keeps it)."""
+        return 0.0 if self.pointwise else math.exp(self.log_gamma)
 
     @classmethod
     def initial(cls, cfg: TrainConfig, x_all: torch.Tensor, n_groups: int, device: torch.device) -> _MethodState:
         s = cls()
         if cfg.method == "wdro":
             s.measure = get_measure(cfg.metric)
+            s.pointwise = cfg.budget_mode == "pointwise"
             gamma0 = cfg.gamma if cfg.gamma is not None else (cfg.gamma_init or 1.0 / cfg.budget)
             s.log_gamma = math.log(gamma0)
             s.delta = torch.zeros_like(x_all, device="cpu")
@@ -626,7 +655,7 @@ class _MethodState:
         delta = torch.where(fresh, noise, delta)
         x_adv = (x + delta).clamp(0.0, 1.0)
         self.cost_fn = self.measure.prepare(x)
-        gamma = math.exp(self.log_gamma)
+        gamma = self.gamma
         was_training = net.training
         net.eval()
         for _ in range(cfg.inner_steps):
@@ -638,7 +667,11 @@ class _MethodState:
         net.train(was_training)
         with torch.no_grad():
             cost = self.cost_fn(x_adv).nan_to_num(0.0)  # (N,) the cost of the ascent's points
-        if cfg.budget is not None:
+        if self.pointwise:
+            x_adv = _fit_budget_pointwise(x, x_adv.detach(), self.cost_fn, cfg.budget)
+            with torch.no_grad():
+                cost = self.cost_fn(x_adv).nan_to_num(0.0)
+        elif cfg.budget is not None:
             stats = dist.sum(torch.tensor([float(cost.sum()), float(len(cost))], dtype=torch.float64))
             mean_cost = float(stats[0] / stats[1])
             self.log_gamma = dual_update(self.log_gamma, mean_cost, cfg.budget, cfg.dual_lr)
@@ -673,7 +706,7 @@ class _MethodState:
 
     def report(self, groups) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if self.delta is not None:
+        if self.delta is not None and not self.pointwise:
             out["gamma"] = math.exp(self.log_gamma)
         if self.q is not None:
             out["q"] = {name: float(v) for name, v in zip(groups, self.q)}
@@ -727,6 +760,22 @@ def _fit_budget(x: torch.Tensor, x_adv: torch.Tensor, cost_fn, budget: float, ro
         else:
             hi = mid
     return x + lo * delta
+
+
+@torch.no_grad()
+def _fit_budget_pointwise(x: torch.Tensor, x_adv: torch.Tensor, cost_fn, budget: float, rounds: int = 12) -> torch.Tensor:
+    """Shrink each example's perturbation by its own factor so that its cost is at most ``budget`` (bisection)."""
+    delta = x_adv - x
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    over = cost_fn(x_adv).nan_to_num(float("inf")) > budget
+    lo = torch.where(over, 0.0, 1.0).to(x.dtype)
+    hi = torch.ones_like(lo)
+    for _ in range(rounds):
+        mid = (lo + hi) / 2
+        ok = cost_fn(x + mid.view(shape) * delta).nan_to_num(float("inf")) <= budget
+        lo = torch.where(over & ok, mid, lo)
+        hi = torch.where(over & ~ok, mid, hi)
+    return x + lo.view(shape) * delta
 
 
 # --------------------------------------------------------------------------- evaluation during training
@@ -815,7 +864,8 @@ def _read_checkpoint(path: Path) -> dict:
 def _load_checkpoint(path: Path, cfg: TrainConfig, net, opt, state: _MethodState, device) -> tuple[int, list]:
     data = _read_checkpoint(path)
     theirs = TrainConfig.from_dict(data["config"])
-    for key in ("method", "dataset", "seed", "batch_size", "lr", "metric", "budget", "gamma", "width"):
+    for key in ("method", "dataset", "seed", "batch_size", "lr", "metric", "budget", "gamma", "width", "budget_mode",
+                "clean_weight"):
         if getattr(theirs, key) != getattr(cfg, key):
             raise ValueError(MISMATCH.format(path=path, key=key, theirs=getattr(theirs, key), ours=getattr(cfg, key)))
     net.load_state_dict(data["model"])

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from core.groups import GroupDataset, load_group_dataset
+from core.measures import get_measure
 from core.training import (
+    _fit_budget_pointwise,
     CHECKPOINT,
     MODEL_FILE,
     TrainConfig,
@@ -104,6 +106,14 @@ def test_config_refuses_bad_values():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="unknown measure|known"):
         TrainConfig(method="wdro", metric="nope")
+    with pytest.raises(ValueError, match="budget_mode"):
+        TrainConfig(method="wdro", budget_mode="max")
+    with pytest.raises(ValueError, match="budget_mode"):
+        TrainConfig(method="wdro", budget=None, gamma=1.0, budget_mode="pointwise")
+    with pytest.raises(ValueError, match="clean_weight"):
+        TrainConfig(method="wdro", clean_weight=1.0)
+    with pytest.raises(ValueError, match="clean_weight"):
+        TrainConfig(method="erm", clean_weight=0.5)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -255,3 +265,46 @@ def test_group_dro_weights_follow_the_group_losses(tiny):
     q = train_model(None, tiny, cfg=_cfg("group-dro", epochs=1, group_step=1.0)).history[0]["q"]
     assert sum(q.values()) == pytest.approx(1.0, abs=1e-6)
     assert abs(q["inverted"] - 0.5) > 1e-4
+
+
+def test_pointwise_fit_puts_every_example_within_its_budget():
+    """Each example over the budget is shrunk onto it (to bisection precision); those under it are kept."""
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 28, 28)
+    scale = torch.tensor([0.0, 0.01, 0.05, 0.2, 0.5, 1.0]).view(-1, 1, 1, 1)
+    x_adv = (x + scale * (2 * torch.rand_like(x) - 1)).clamp(0, 1)
+    cost_fn = get_measure("ssim").prepare(x)
+    budget = 0.03
+    before = cost_fn(x_adv)
+    fitted = _fit_budget_pointwise(x, x_adv, cost_fn, budget)
+    after = cost_fn(fitted)
+    assert bool((after <= budget + 1e-6).all())
+    under = before <= budget
+    assert under[:2].all() and not under[3:].any()
+    assert torch.equal(fitted[under], x_adv[under])
+    assert bool((after[~under] > 0.9 * budget).all())  # shrunk onto the budget, not to zero
+
+
+def test_pointwise_budget_holds_every_example_and_drops_gamma(tiny):
+    result = train_model(None, tiny, cfg=_cfg("wdro", epochs=1, budget=0.02, budget_mode="pointwise"))
+    row = result.history[0]
+    assert "gamma" not in row
+    assert 0 < row["cost_mean"] <= 0.02 * (1 + 1e-4)
+    assert max(row["cost_by_group"].values()) <= 0.02 * (1 + 1e-4)
+
+
+def test_clean_weight_mixes_in_the_clean_loss_with_one_more_pass(tiny):
+    """clean_weight > 0 changes the weights and adds one forward pass per batch; 0 is the default run."""
+    def run(**kw):
+        cfg = _cfg("wdro", epochs=1, **kw)
+        torch.manual_seed(cfg.seed)
+        model = build_classifier(cfg, channels=1, n_classes=10, size=28)
+        n = {"grad": 0}
+        model.register_forward_hook(lambda m, i, o: n.__setitem__("grad", n["grad"] + int(torch.is_grad_enabled())))
+        return train_model(model, tiny, cfg=cfg, copy_model=False).model, n["grad"] / 2
+
+    base, passes = run()
+    zero, _ = run(clean_weight=0.0)
+    mixed, mixed_passes = run(clean_weight=0.5)
+    assert _same_weights(base, zero) and not _same_weights(base, mixed)
+    assert (passes, mixed_passes) == (2, 3)
