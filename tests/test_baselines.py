@@ -17,40 +17,10 @@ from torch import nn
 from core.attacks import ALMA, ATTACKS, DDN, PGDL2, PerCAL, PGDLinf, get_attack
 from core.attacks.alma import penalty_p2, penalty_p2_grad
 from core.attacks.perc import ciede2000, ciede2000_distance, gray_to_lab, srgb_to_lab
-from core.datasets import load_fashion_mnist
 from core.measures import available_measures
 
 BASELINES = {"ddn": DDN, "alma-ssim": ALMA, "perc-al": PerCAL}
 METRICS = {"ddn": "l2", "alma-ssim": "ssim", "perc-al": "ciede2000"}
-
-
-@pytest.fixture(scope="module")
-def trained():
-    """A small CNN trained in the test on 1,600 bundled Fashion-MNIST images (about 1 s on CPU).
-
-    Returns the model and 64 held-out images it classifies correctly (as tests/test_attacks.py).
-    """
-    torch.manual_seed(0)
-    x, y = load_fashion_mnist("test", source="bundled").tensors()
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),
-        nn.Conv2d(16, 32, 5, stride=2, padding=2), nn.ReLU(),
-        nn.Flatten(), nn.Linear(32 * 7 * 7, 10),
-    )
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(4):
-        for idx in torch.randperm(1600, generator=generator).split(64):
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    x_test, y_test = x[1600:], y[1600:]
-    with torch.no_grad():
-        correct = model(x_test).argmax(1) == y_test
-    assert correct.float().mean() > 0.75  # a real classifier, not noise
-    return model, x_test[correct][:64], y_test[correct][:64]
 
 
 @pytest.fixture(scope="module")
