@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from playwright.sync_api import expect, sync_playwright
 
-from bench.browser import free_port, launch, start_server, stop_server, wait_healthy
+from bench.browser import free_port, launch, start_server, stop_server, wait_healthy, wait_images
 from core.compat import torchvision
 from core.models import MODELS, hub_weights_path
 
@@ -50,11 +50,9 @@ def write_local_resnet18(hub: Path) -> None:
 
 def results_rendered(page, images: int = 3, charts: int = 2) -> None:
     page.get_by_test_id("stMetric").filter(has_text="Attack succeeded").wait_for(timeout=TIMEOUT)
-    page.wait_for_function(
-        "([n, c]) => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
-        ".filter(i => i.complete && i.naturalWidth > 0).length >= n"
-        " && document.querySelectorAll('.js-plotly-plot .main-svg').length >= c",
-        arg=[images, charts], timeout=TIMEOUT)
+    wait_images(page, images, TIMEOUT)
+    page.wait_for_function("c => document.querySelectorAll('.js-plotly-plot .main-svg').length >= c",
+                           arg=charts, timeout=TIMEOUT)
 
 
 def explorer(page, url: str, model: str | None = None, steps: int | None = None):
@@ -71,8 +69,7 @@ def explorer(page, url: str, model: str | None = None, steps: int | None = None)
         box = page.get_by_label("Steps", exact=True)
         box.fill(str(steps))
         box.press("Enter")
-        page.wait_for_timeout(500)
-        page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
+        page.wait_for_timeout(500)  # let the rerun start, then wait for it to end below
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
     return run
 

@@ -21,6 +21,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync",
 ]
 START_TIMEOUT = 120.0  # seconds for the server to answer its health check (importing torch on a busy machine)
+LOADED_IMAGES = ("n => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
+                 ".filter(i => i.complete && i.naturalWidth > 0).length >= n")
 
 
 def free_port() -> int:
@@ -69,3 +71,8 @@ def stop_server(proc: subprocess.Popen) -> str:
 def launch(playwright):
     """Headless Debian chromium through Playwright."""
     return playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+
+
+def wait_images(page, count: int, timeout_ms: float) -> None:
+    """Wait until at least ``count`` Streamlit images of a Playwright page have loaded with a real size."""
+    page.wait_for_function(LOADED_IMAGES, arg=count, timeout=timeout_ms)

@@ -2,54 +2,26 @@
 
     python -m bench.group_benchmark_check [--seeds 0 1 2] [--epochs 6]
 
-Trains the bundled architecture (``SmallCNN`` behind :class:`core.models.Normalized`) with
-plain cross-entropy on ``load_group_dataset("fmnist-groups", "train", seed=s)`` (12,000
-images, 5% with inverted contrast) and prints the per-group accuracy on the held-out
-validation and test splits (half of each inverted) for each seed. The requirement is a
-worst-group gap of at least 5 points on held-out data, with the minority still learned.
-
-Hyper-parameters follow :mod:`core.zoo` (AdamW 2e-3, one-cycle, weight decay 5e-4, random
-horizontal flips, batch 128), with fewer epochs because the training split is a fifth of
-Fashion-MNIST.
+Trains plain ERM with :func:`core.training.train_model` and its default
+:class:`~core.training.TrainConfig` (the ERM row of ``bench.fairness_benchmark``) on
+``load_group_dataset("fmnist-groups", "train", seed=s)`` (12,000 images, 5% with inverted
+contrast) and prints the per-group accuracy on the held-out validation and test splits
+(half of each inverted) for each seed. The requirement is a worst-group gap of at least
+5 points on held-out data, with the minority still learned. Latest output (CPU, one thread):
+the gap is 17.0 +- 1.7 points on validation and 14.9 +- 1.3 on test over seeds 0, 1, 2
+(README, "Fairness: DRO training", has the table).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-import torch.nn.functional as F
 
 from core.fairness import fairness_report
 from core.groups import load_group_dataset
-from core.models import Normalized, get_model_spec
-
-
-def train_erm(x, y, *, epochs: int, seed: int, batch_size: int = 128, lr: float = 2e-3) -> torch.nn.Module:
-    """Plain cross-entropy training of the bundled SmallCNN (seeded)."""
-    torch.manual_seed(seed)
-    spec = get_model_spec("fmnist-cnn")
-    model = Normalized(spec.build(), spec.mean, spec.std)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps = (len(x) + batch_size - 1) // batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.15)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for i in range(steps):
-            idx = order[i * batch_size : (i + 1) * batch_size]
-            xb, yb = x[idx], y[idx]
-            flip = torch.rand(len(idx), generator=generator) < 0.5
-            xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return model.eval()
+from core.training import TrainConfig, train_model
 
 
 @torch.no_grad()
@@ -68,15 +40,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     options = {"source": args.source, "minority_fraction": args.minority_fraction}
     gaps = {"val": [], "test": []}
-    print(f"ERM, SmallCNN, {args.epochs} epochs, minority fraction {args.minority_fraction:.0%} in train\n")
+    print(f"ERM (core.training defaults), {args.epochs} epochs, minority fraction {args.minority_fraction:.0%} in train\n")
     columns = ("seed", "split", "n", "standard", "inverted", "mean", "worst", "gap")
     print(" ".join(f"{c:>{w}}" for c, w in zip(columns, (4, 5, 6, 9, 9, 7, 7, 6))) + "   gap 95% CI  train s")
     for seed in args.seeds:
         train = load_group_dataset("fmnist-groups", "train", seed=seed, **options)
-        x, y, _ = train.tensors()
-        start = time.perf_counter()
-        model = train_erm(x, y, epochs=args.epochs, seed=seed)
-        seconds = time.perf_counter() - start
+        result = train_model(None, train, cfg=TrainConfig(method="erm", epochs=args.epochs, seed=seed))
+        model, seconds = result.model, result.seconds
         for split in ("val", "test"):
             data = load_group_dataset("fmnist-groups", split, seed=seed, **options)
             xs, ys, gs = data.tensors()

@@ -66,7 +66,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +204,7 @@ def train_and_evaluate(
     """
     say = report or (lambda fraction, text: None)
     options = dict(data_options or {})
-    cfg = TrainConfig.from_dict({**asdict(cfg), "dataset": dataset})
+    cfg = replace(cfg, dataset=dataset)
     say(0.0, f"loading {dataset}")
     train = load_group_dataset(dataset, "train", root=root, seed=cfg.seed, **options)
     val = load_group_dataset(dataset, "val", root=root, seed=cfg.seed, **options)

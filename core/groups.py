@@ -324,9 +324,9 @@ def load_fmnist_groups(
     frame is a few pixels a network can learn to ignore from few examples. Inverted
     images share no low-level features with the majority (every edge flips sign),
     so plain ERM learns them from the 5% minority alone and stays worse on them:
-    the kind of gap that upweighting hard examples (Group DRO, W-DRO) shrinks.
-    Measured with ``python -m bench.group_benchmark_check`` (SmallCNN, 6 epochs of
-    plain cross-entropy on 12,000 images, CPU): see that script's docstring.
+    a gap that Group DRO closes (README, "Fairness: DRO training"). Measured with
+    ``python -m bench.group_benchmark_check`` (ERM, 6 epochs on 12,000 images, CPU):
+    its output is in that script's docstring.
 
     **Bundled fallback.** When the full data is not on the machine (``source``
     ``"auto"`` finds no training split, or ``source="bundled"``), the 2,000 bundled

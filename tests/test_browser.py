@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.browser import free_port, launch, start_server, stop_server, wait_healthy
+from bench.browser import free_port, launch, start_server, stop_server, wait_healthy, wait_images
 
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 RENDER_TIMEOUT = 120_000  # milliseconds for a page or a result to render
@@ -74,13 +74,6 @@ def choose(page: Page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def wait_images(page: Page, count: int) -> None:
-    """Wait until at least ``count`` images have loaded with a real size."""
-    page.wait_for_function(
-        "n => [...document.querySelectorAll('[data-testid=\"stImage\"] img')]"
-        ".filter(i => i.complete && i.naturalWidth > 0).length >= n", arg=count, timeout=RENDER_TIMEOUT)
-
-
 def table_scores(table) -> dict[str, float]:
     """The measure table's first two columns, read from the data grid's accessible cells."""
     scores = {}
@@ -116,7 +109,7 @@ def test_every_page_in_a_real_browser(server, page):
     assert 0.99 - 1e-4 <= ssim < 1.0  # the default budget, delta = 0.01 of 1 - SSIM
     expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=RENDER_TIMEOUT)  # SSIM map, top-5
     expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible()
-    wait_images(page, 3)
+    wait_images(page, 3, RENDER_TIMEOUT)
     table = page.get_by_test_id("stDataFrame").first
     expect(table).to_be_visible()
     scores = table_scores(table)
@@ -154,7 +147,7 @@ def test_every_page_in_a_real_browser(server, page):
     expect(page.get_by_test_id("stMetric").filter(has_text="W-DRO-SSIM success")).to_be_visible(
         timeout=RENDER_TIMEOUT)
     expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=RENDER_TIMEOUT)
-    wait_images(page, 24)
+    wait_images(page, 24, RENDER_TIMEOUT)
     no_exception(page)
     shot(page, "compare")
 

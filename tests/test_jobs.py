@@ -10,18 +10,19 @@ from core.jobs import Job
 
 
 def test_job_reports_progress_and_returns_its_result():
-    gate = threading.Event()
+    halfway, gate = threading.Event(), threading.Event()
 
     def work(report, should_stop):
         report(0.5, "half way")
+        halfway.set()
         gate.wait(5)
         report(1.5, "done")  # clipped to 1
         return 42
 
     job = Job(work).start()
-    while job.status.text != "half way":
-        pass
+    assert halfway.wait(5)
     status = job.status
+    assert status.text == "half way"
     assert (status.fraction, status.done, status.cancelled) == (0.5, False, False)
     with pytest.raises(RuntimeError, match="still running"):
         job.result()
