@@ -123,8 +123,7 @@ def test_every_page_in_a_real_browser(server, page):
     choose(page, "Attack", "PGD-L-inf")
     expect(page.get_by_text("L-inf radius eps (in 1/255)")).to_be_visible()
     go(page, "Method", page.get_by_role("heading", name="Method").first)
-    expect(page.locator(".katex").first).to_be_visible()
-    assert page.locator(".katex-display").count() >= 4
+    expect(page.locator(".katex-display")).to_have_count(4, timeout=RENDER_TIMEOUT)  # the page's four st.latex
     no_exception(page)
     shot(page, "method")
     go(page, "Attack explorer", run)
