@@ -31,7 +31,6 @@ import math
 import os
 import pathlib
 import struct
-import uuid
 import warnings
 from typing import IO, Any, Union
 
@@ -39,7 +38,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.fileio import atomic_write
+
 __all__ = [
+    "ERR_ASPECT_LIMIT",
     "ERR_BYTES_LIMIT",
     "ERR_CHANNELS",
     "ERR_DECOMPRESSION_BOMB",
@@ -53,6 +55,8 @@ __all__ = [
     "ERR_NOT_A_FILE",
     "ERR_PATH_TYPE",
     "ERR_PIXEL_LIMIT",
+    "ERR_RESIZE_LIMIT",
+    "ERR_SIDE_LIMIT",
     "ERR_PNG_INPUT_TYPE",
     "ERR_PNG_MODE",
     "ERR_SIZE",
@@ -66,7 +70,9 @@ __all__ = [
     "ERR_UNSUPPORTED_MODE",
     "ERR_ZERO_SIZE",
     "MAX_BYTES",
+    "MAX_ASPECT",
     "MAX_PIXELS",
+    "MAX_SIDE",
     "PNG_SIGNATURE",
     "ImageSource",
     "image_to_tensor",
@@ -79,8 +85,14 @@ __all__ = [
 
 #: Default limit on the size of the encoded image (file or upload), in bytes (50 MB).
 MAX_BYTES = 50_000_000
-#: Default limit on ``width * height`` read from the image header (40 megapixels).
+#: Default limit on ``width * height`` read from the image header (40 megapixels); also the
+#: limit on every intermediate image that resizing allocates.
 MAX_PIXELS = 40_000_000
+#: Default limit on the longer side read from the image header, in pixels.
+MAX_SIDE = 20_000
+#: Default limit on the ratio of the longer to the shorter side (a 1,800,000 x 1 PNG of 1.8 KB
+#: passes a pixel-count limit, then costs gigabytes when its short side is resized).
+MAX_ASPECT = 20
 #: The first eight bytes of every PNG file.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -94,11 +106,19 @@ ERR_SOURCE_TYPE = (
 )
 ERR_MODE = "mode must be 'RGB' or 'L', got {mode!r}"
 ERR_LIMIT_VALUE = "{name} must be a positive int, got {value!r}"
-ERR_LIMITS_KEYWORD = "unexpected keyword argument(s) {names}; the limits are 'max_pixels' and 'max_bytes'"
+ERR_LIMITS_KEYWORD = (
+    "unexpected keyword argument(s) {names}; the limits are 'max_pixels', 'max_bytes', 'max_side' and 'max_aspect'"
+)
 ERR_BYTES_LIMIT = "image file is too large: {size:.1f} MB, the limit is {limit:.1f} MB"
 ERR_PIXEL_LIMIT = (
     "image is too large: {width}x{height} = {megapixels:.1f} megapixels, "
     "the limit is {limit:.1f} megapixels"
+)
+ERR_SIDE_LIMIT = "image is too large: {width}x{height}, the limit is {limit} pixels a side"
+ERR_ASPECT_LIMIT = "image is too elongated: {width}x{height} (aspect ratio {ratio:.0f}:1), the limit is {limit}:1"
+ERR_RESIZE_LIMIT = (
+    "resizing to {height}x{width} would need a {new_width}x{new_height} intermediate image "
+    "({megapixels:.1f} megapixels), the limit is {limit:.1f} megapixels"
 )
 ERR_DECOMPRESSION_BOMB = "image is too large (refused as a possible decompression bomb): {detail}"
 ERR_UNREADABLE = (
@@ -132,7 +152,7 @@ ERR_SIZE = "size must be a positive int or a (height, width) pair of positive in
 # Values outside [0, 1] by at most this much are clamped by tensor_to_image.
 _RANGE_TOLERANCE = 1e-6
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-_LIMIT_NAMES = ("max_pixels", "max_bytes")
+_LIMIT_NAMES = ("max_pixels", "max_bytes", "max_side", "max_aspect")
 # What Pillow raises for corrupt, truncated or unsupported data (besides OSError).
 _DECODE_ERRORS = (
     OSError,
@@ -153,6 +173,8 @@ def load_image(
     mode: str = "RGB",
     max_pixels: int = MAX_PIXELS,
     max_bytes: int = MAX_BYTES,
+    max_side: int = MAX_SIDE,
+    max_aspect: int = MAX_ASPECT,
 ) -> Image.Image:
     """Read an image and return it as an 8-bit ``"RGB"`` or ``"L"`` PIL image.
 
@@ -187,6 +209,9 @@ def load_image(
         mode: ``"RGB"`` (3 channels) or ``"L"`` (1 channel).
         max_pixels: Largest accepted ``width * height``, checked on the header.
         max_bytes: Largest accepted size of the encoded data, in bytes.
+        max_side: Largest accepted width or height, checked on the header.
+        max_aspect: Largest accepted ratio of the longer to the shorter side, checked on
+            the header.
 
     Returns:
         A fully loaded PIL image in ``mode``, 8 bits per channel, independent of
@@ -205,6 +230,8 @@ def load_image(
         raise ValueError(ERR_MODE.format(mode=mode))
     _check_limit("max_pixels", max_pixels)
     _check_limit("max_bytes", max_bytes)
+    _check_limit("max_side", max_side)
+    _check_limit("max_aspect", max_aspect)
     data = _read_source(source, max_bytes)
     if not data:
         raise ValueError(ERR_EMPTY)
@@ -234,6 +261,11 @@ def load_image(
                         limit=max_pixels / 1e6,
                     )
                 )
+            if max(width, height) > max_side:
+                raise ValueError(ERR_SIDE_LIMIT.format(width=width, height=height, limit=max_side))
+            if max(width, height) > max_aspect * min(width, height):
+                ratio = max(width, height) / min(width, height)
+                raise ValueError(ERR_ASPECT_LIMIT.format(width=width, height=height, ratio=ratio, limit=max_aspect))
             try:
                 img.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -366,9 +398,7 @@ def save_png(x: torch.Tensor | Image.Image, path: str | os.PathLike[str]) -> pat
         raise TypeError(ERR_PATH_TYPE.format(actual=_type_name(path)))
     target = pathlib.Path(os.fspath(path))
     data = png_bytes(x)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(target, data)
-    return target
+    return atomic_write(target, data)
 
 
 def load_tensor(
@@ -393,7 +423,8 @@ def load_tensor(
         source: What :func:`load_image` accepts.
         channels: 1 (grayscale, ITU-R 601-2 luma) or 3 (RGB).
         size: ``None`` (keep the size), an int, or a ``(height, width)`` pair.
-        **limits: ``max_pixels`` and/or ``max_bytes``, passed to :func:`load_image`.
+        **limits: ``max_pixels``, ``max_bytes``, ``max_side``, ``max_aspect``, passed to
+            :func:`load_image`; ``max_pixels`` also bounds the intermediate image of the resize.
 
     Returns:
         A float32 tensor of shape ``(1, channels, H, W)`` with values in ``[0, 1]``,
@@ -401,7 +432,8 @@ def load_tensor(
 
     Raises:
         TypeError: an unknown keyword argument, or see :func:`load_image`.
-        ValueError: ``channels`` or ``size`` is invalid, or see :func:`load_image`.
+        ValueError: ``channels`` or ``size`` is invalid, the resize would allocate an
+            intermediate image of more than ``max_pixels``, or see :func:`load_image`.
     """
     unknown = sorted(set(limits) - set(_LIMIT_NAMES))
     if unknown:
@@ -411,7 +443,7 @@ def load_tensor(
     target = _target_size(size)
     img = load_image(source, mode="RGB" if channels == 3 else "L", **limits)
     if target is not None:
-        img = _resize_and_center_crop(img, *target)
+        img = _resize_and_center_crop(img, *target, max_pixels=limits.get("max_pixels", MAX_PIXELS))
     return image_to_tensor(img)
 
 
@@ -562,25 +594,6 @@ def _as_image(x: Any) -> Image.Image:
     raise TypeError(ERR_PNG_INPUT_TYPE.format(actual=_type_name(x)))
 
 
-def _write_atomically(target: pathlib.Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``target`` and move it over ``target``."""
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    descriptor = os.open(temporary, flags, 0o666)  # the umask applies, as for open()
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-
-
 def _target_size(size: Any) -> tuple[int, int] | None:
     """Validate ``size`` of :func:`load_tensor` and return it as ``(height, width)`` or None."""
     if size is None:
@@ -594,8 +607,11 @@ def _target_size(size: Any) -> tuple[int, int] | None:
     raise ValueError(ERR_SIZE.format(size=size))
 
 
-def _resize_and_center_crop(img: Image.Image, height: int, width: int) -> Image.Image:
-    """Scale ``img`` (keeping its aspect ratio) to cover ``height x width``, then center-crop."""
+def _resize_and_center_crop(img: Image.Image, height: int, width: int, *, max_pixels: int) -> Image.Image:
+    """Scale ``img`` (keeping its aspect ratio) to cover ``height x width``, then center-crop.
+
+    The intermediate size is checked against ``max_pixels`` before anything is allocated.
+    """
     old_width, old_height = img.size
     if height / old_height >= width / old_width:
         new_height = height
@@ -603,6 +619,9 @@ def _resize_and_center_crop(img: Image.Image, height: int, width: int) -> Image.
     else:
         new_width = width
         new_height = max(height, int(old_height * width / old_width))
+    if new_width * new_height > max_pixels:
+        raise ValueError(ERR_RESIZE_LIMIT.format(height=height, width=width, new_width=new_width, new_height=new_height,
+                                                 megapixels=new_width * new_height / 1e6, limit=max_pixels / 1e6))
     if (new_width, new_height) != img.size:
         img = img.resize((new_width, new_height), Image.Resampling.BICUBIC, reducing_gap=None)
     top = int(round((new_height - height) / 2.0))

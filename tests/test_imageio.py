@@ -615,7 +615,7 @@ def test_save_png_removes_its_temporary_file_when_the_move_fails(tmp_path, monke
         raise PermissionError("simulated")
 
     monkeypatch.setattr(imageio.os, "replace", failing_replace)
-    with pytest.raises(PermissionError, match="simulated"):
+    with pytest.raises(OSError, match="could not write x.png in .*: simulated"):
         save_png(torch.zeros(3, 2, 2), tmp_path / "x.png")
     assert os.listdir(tmp_path) == []
 
@@ -724,3 +724,31 @@ def test_load_tensor_rejects_bad_sizes(size):
 def test_load_tensor_rejects_unknown_keywords():
     with pytest.raises(TypeError, match="'mode'"):
         load_tensor(b"never read", mode="L")
+
+
+# --- bounds on the work, not only on the pixel count --------------------------------------------------
+
+
+def test_side_and_aspect_limits_are_checked_on_the_header():
+    from core.imageio import ERR_ASPECT_LIMIT, ERR_SIDE_LIMIT
+
+    tall = png_bytes(Image.new("L", (3, 90)))
+    with pytest.raises(ValueError, match=re.escape(ERR_ASPECT_LIMIT.format(width=3, height=90, ratio=30, limit=20))):
+        load_image(tall)
+    assert load_image(tall, max_aspect=30).size == (3, 90)
+    with pytest.raises(ValueError, match=re.escape(ERR_SIDE_LIMIT.format(width=3, height=90, limit=50))):
+        load_image(tall, max_side=50, max_aspect=30)
+    for name in ("max_side", "max_aspect"):
+        with pytest.raises(ValueError, match=name):
+            load_image(tall, **{name: 0})
+
+
+def test_the_resize_intermediate_is_bounded_before_it_is_allocated():
+    from core.imageio import ERR_RESIZE_LIMIT
+
+    strip = png_bytes(Image.new("L", (200, 10)))  # 20:1; a 100 px short side needs a 2000 x 100 intermediate
+    message = ERR_RESIZE_LIMIT.format(height=100, width=100, new_width=2000, new_height=100, megapixels=0.2,
+                                      limit=0.1)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_tensor(strip, channels=1, size=100, max_pixels=100_000)
+    assert load_tensor(strip, channels=1, size=100, max_pixels=200_000).shape == (1, 1, 100, 100)
