@@ -10,16 +10,21 @@ ever unpickled.
 
 from __future__ import annotations
 
+import io
+import math
 import pickle
 import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlparse
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core.compat import torchvision
@@ -39,6 +44,13 @@ NO_HUB_WEIGHTS = (
     "downloaded ({reason}). Download {url} and put it in the folder {folder}, "
     "or pass a local file (--weights PATH on the command line, load_model(..., weights=PATH) in Python)."
 )
+NOT_TORCH_ARCHIVE = "not a file written by torch.save (expected its zip archive)"
+INFLATES = ("its members declare {declared:.1f} MB but the archive holds {size:.1f} MB "
+            "(torch.save stores members uncompressed); refused without inflating")
+TOO_LARGE = ("its members declare {declared:.1f} MB, more than the {limit:.1f} MB this architecture's "
+             "weights need; refused without inflating")
+LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"  # torch's pre-1.6 format: pickled magic number
+ARCHIVE_SLACK = 1 << 20  # bytes a torch.save archive may declare beyond its own size (headers, records)
 BAD_TORCHSCRIPT = "could not load the TorchScript model {path}: {reason}"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -85,7 +97,7 @@ class SmallCNN(nn.Module):
             nn.MaxPool2d(2),  # (N, 2w, 7, 7)
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(2 * w * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, n_classes)
+            nn.Flatten(), nn.Linear(2 * w * 7 * 7, 128), nn.ReLU(), Dropout(0.25), nn.Linear(128, n_classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -221,7 +233,7 @@ def load_model(
     name: str,
     *,
     device: torch.device | str = "cpu",
-    weights: str | Path | None = None,
+    weights: str | Path | bytes | None = None,
     pretrained: bool = True,
 ) -> Normalized:
     """Build a registered model, load its weights, wrap it in :class:`Normalized`, put it in eval mode.
@@ -229,7 +241,9 @@ def load_model(
     Args:
         name: Registry key.
         device: Where the model lives.
-        weights: A state-dict file to load instead of the bundled (or torch hub cached) one.
+        weights: A state-dict file (a path, or its bytes) to load instead of the bundled (or torch
+            hub cached) one. Its declared size is checked against the architecture's before
+            anything is inflated (see :func:`load_state_dict`).
         pretrained: Load weights (default). ``False`` gives the randomly initialised architecture.
 
     Raises:
@@ -239,19 +253,29 @@ def load_model(
     spec = get_model_spec(name)
     net = spec.build()
     if pretrained:
-        path = Path(weights) if weights is not None else resolve_weights(spec)
-        if path is None or not path.is_file():
-            raise ValueError(NO_WEIGHTS.format(name=name, path=path, command=spec.train_command or "n/a"))
+        if isinstance(weights, (bytes, bytearray)):
+            source: Path | bytes = bytes(weights)
+        else:
+            source = Path(weights) if weights is not None else resolve_weights(spec)  # type: ignore[assignment]
+            if source is None or not source.is_file():
+                raise ValueError(NO_WEIGHTS.format(name=name, path=source, command=spec.train_command or "n/a"))
+        limit = 2 * state_dict_bytes(net) + ARCHIVE_SLACK  # float32 weights plus room for the archive's records
         try:
-            net.load_state_dict(load_state_dict(path, name=name))
+            net.load_state_dict(load_state_dict(source, name=name, max_bytes=limit))
         except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
-            raise ValueError(BAD_WEIGHTS.format(name=name, path=path, reason=_first_line(err))) from None
+            where = "the uploaded file" if isinstance(source, bytes) else source
+            raise ValueError(BAD_WEIGHTS.format(name=name, path=where, reason=_first_line(err))) from None
     model = Normalized(net, spec.mean, spec.std)
     return model.to(device).eval()
 
 
 def load_torchscript(path: str | Path, *, device: torch.device | str = "cpu") -> nn.Module:
     """Load a user's classifier saved with ``torch.jit.save``, in eval mode.
+
+    **TorchScript is code.** A scripted module runs its own program when loaded and called:
+    it can read and write files (``torch.from_file(..., shared=True)`` creates one) and is
+    not sandboxed. Load only files you would run as a script; the safe way to bring weights
+    is a state dict for a registered architecture (:func:`load_model` with ``weights=``).
 
     The module must take (N, C, H, W) images in [0, 1] and return logits (put any
     normalisation inside it). TorchScript archives hold TorchScript code and tensors,
@@ -283,20 +307,150 @@ def load_torchscript(path: str | Path, *, device: torch.device | str = "cpu") ->
     return module.eval()
 
 
-def load_state_dict(path: str | Path, *, name: str = "?") -> dict[str, torch.Tensor]:
-    """Read a state dict safely (``weights_only=True``); clear ``ValueError`` on a bad file."""
+def load_state_dict(
+    source: str | Path | bytes, *, name: str = "?", max_bytes: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Read a state dict safely; clear ``ValueError`` on a bad file.
+
+    Nothing is unpickled (``weights_only=True``) and nothing is inflated before the
+    archive's central directory has been read: a file whose members declare more bytes
+    than the archive holds (a zip bomb; ``torch.save`` stores its members uncompressed)
+    or more than ``max_bytes`` is refused first.
+
+    Args:
+        source: A file path, or the file's bytes (an upload; messages then say "the uploaded file").
+        name: The model's name, for messages.
+        max_bytes: Largest accepted total of the members' declared sizes (``None``: no limit
+            beyond the archive's own size).
+    """
+    where = "the uploaded file" if isinstance(source, (bytes, bytearray)) else str(source)
+    buffer = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        check_torch_archive(buffer, max_bytes=max_bytes)
+    except ValueError as err:
+        raise ValueError(BAD_WEIGHTS.format(name=name, path=where, reason=err)) from None
+    if isinstance(buffer, io.BytesIO):
+        buffer.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4" on foreign files
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(buffer, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
         reason = "not a readable state-dict file (truncated, corrupt, or not saved with torch.save)"
         if isinstance(err, pickle.UnpicklingError) or "weights_only" in str(err):
             reason = "the file holds objects other than tensors; it is refused without being unpickled"
-        raise ValueError(BAD_WEIGHTS.format(name=name, path=path, reason=reason)) from None
+        raise ValueError(BAD_WEIGHTS.format(name=name, path=where, reason=reason)) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(BAD_WEIGHTS.format(name=name, path=path, reason="expected a dict of tensors"))
+        raise ValueError(BAD_WEIGHTS.format(name=name, path=where, reason="expected a dict of tensors"))
     return state
+
+
+def check_torch_archive(source: str | Path | IO[bytes], *, max_bytes: int | None = None) -> int:
+    """Check a ``torch.save`` file's declared size without inflating or unpickling anything.
+
+    A zip archive (what ``torch.save`` writes) is checked on its central directory; a file
+    in torch's legacy format (uncompressed) on its own size.
+
+    Returns:
+        The bytes that loading it would produce: the members' declared sizes (zip), or the
+        file's size (legacy).
+
+    Raises:
+        ValueError: neither format, a directory that cannot be read, members declaring more
+            bytes than the archive holds (``torch.save`` stores members uncompressed), or a
+            total over ``max_bytes``.
+    """
+    try:
+        if hasattr(source, "seek"):
+            size = source.seek(0, io.SEEK_END)
+            source.seek(0)
+            head = source.read(len(LEGACY_MAGIC))
+        else:
+            size = Path(source).stat().st_size
+            with open(source, "rb") as handle:
+                head = handle.read(len(LEGACY_MAGIC))
+        if head == LEGACY_MAGIC:
+            declared = size
+        else:
+            with zipfile.ZipFile(source) as archive:
+                declared = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ValueError(NOT_TORCH_ARCHIVE) from None
+    if declared > size + ARCHIVE_SLACK:
+        raise ValueError(INFLATES.format(declared=declared / 1e6, size=size / 1e6))
+    if max_bytes is not None and declared > max_bytes:
+        raise ValueError(TOO_LARGE.format(declared=declared / 1e6, limit=max_bytes / 1e6))
+    return declared
+
+
+def state_dict_bytes(module: nn.Module) -> int:
+    """Bytes of a module's state dict (parameters and buffers): what its weight file should hold."""
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
+def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Draw ``module``'s initial weights from ``generator`` (PyTorch's default rules), in place.
+
+    Convolutions and linear layers get PyTorch's default initialisation (Kaiming-uniform
+    weights with ``a = sqrt(5)``, biases uniform in +-1/sqrt(fan_in)), normalisation layers
+    ones and zeros, in the order the modules were built: with a generator seeded with ``s``
+    this equals building the module after ``torch.manual_seed(s)``, without touching torch's
+    process-wide generator (two trainings in one process stay independent).
+
+    Raises:
+        TypeError: a module with parameters of another kind (its default rule is unknown here).
+    """
+    for sub in module.modules():
+        if isinstance(sub, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            nn.init.kaiming_uniform_(sub.weight, a=math.sqrt(5), generator=generator)
+            if sub.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(sub.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                nn.init.uniform_(sub.bias, -bound, bound, generator=generator)
+        elif isinstance(sub, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)):
+            sub.reset_parameters()  # deterministic: ones and zeros (and running statistics)
+        elif any(True for _ in sub.parameters(recurse=False)):
+            raise TypeError(f"init_parameters: no initialisation rule for {type(sub).__name__}")
+    return module
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` that draws its mask from a generator of its own while :func:`use_generator` is on.
+
+    Training sets a generator of its own run, so two trainings in one process never share
+    torch's process-wide generator. With the generator seeded like the global one, the masks
+    are the same as ``nn.Dropout``'s on the CPU. Scriptable (TorchScript sees a plain dropout).
+    """
+
+    __jit_ignored_attributes__ = ["generator"]
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__(p, inplace)
+        self.generator: torch.Generator | None = None
+        self.seeded = False  # True while a generator is set (a plain bool, visible to TorchScript)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.seeded and self.p > 0:
+            return self._seeded(x)
+        return F.dropout(x, self.p, self.training, self.inplace)
+
+    @torch.jit.unused
+    def _seeded(self, x):  # no annotations: TorchScript reads them as Tensor -> Tensor
+        noise = torch.empty_like(x).bernoulli_(1 - self.p, generator=self.generator).div_(1 - self.p)
+        return x * noise
+
+
+@contextmanager
+def use_generator(module: nn.Module, generator: torch.Generator) -> Iterator[nn.Module]:
+    """Within the block, every :class:`Dropout` of ``module`` draws from ``generator``."""
+    layers = [m for m in module.modules() if isinstance(m, Dropout)]
+    for layer in layers:
+        layer.generator, layer.seeded = generator, True
+    try:
+        yield module
+    finally:
+        for layer in layers:
+            layer.generator, layer.seeded = None, False
 
 
 _FMNIST = dict(
@@ -351,17 +505,22 @@ def _first_line(err: BaseException) -> str:
 
 
 __all__ = [
+    "Dropout",
     "IMAGENET_MODELS",
     "MODELS",
     "ModelSpec",
     "Normalized",
     "SmallCNN",
     "SmallResNet",
+    "check_torch_archive",
     "get_model_spec",
     "hub_weights_path",
+    "init_parameters",
     "load_model",
     "load_state_dict",
     "load_torchscript",
     "register_model",
     "resolve_weights",
+    "state_dict_bytes",
+    "use_generator",
 ]

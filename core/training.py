@@ -46,11 +46,16 @@ Ascent steps of the fast method move ``x'`` by ``step_size * grad / rms(grad)`` 
 RMS taken over the whole batch: images whose objective is steeper move further, so the
 worst case spends more of the (distributional) budget on images that are cheap to flip.
 
-Reproducibility and resuming: every random draw (order, flips, dropout, random starts)
-comes from generators seeded by ``(seed, epoch)``, and a checkpoint is written after each
-epoch (atomically: temporary file, then ``os.replace``). A run killed or cancelled in
-epoch ``k + 1`` resumes from the end of epoch ``k`` and ends with the same weights as an
-uninterrupted run (bitwise on CPU; tested).
+Reproducibility and resuming: every random draw (initial weights, order, flips, dropout,
+random starts) comes from the run's own ``torch.Generator`` objects seeded by ``(seed,
+epoch)``, never from torch's process-wide generator, so two runs in one process (two app
+sessions) give what each gives alone, bitwise (tested; dropout layers must be
+:class:`core.models.Dropout`, as in the bundled architectures). The output folder is checked
+for writing before the first step, and a checkpoint is written after each epoch atomically
+(:mod:`core.fileio`): a full disk or a read-only folder ends the run with one
+:class:`core.fileio.WriteError` line, the last good checkpoint intact and no temporary file
+left. A run killed or cancelled in epoch ``k + 1`` resumes from the end of epoch ``k`` and
+ends with the same weights as an uninterrupted run (bitwise on CPU; tested).
 
 Distributed: when ``torch.distributed`` is initialised, the model is wrapped in
 ``DistributedDataParallel``, each rank reads its shard from a ``DistributedSampler``, the
@@ -100,7 +105,8 @@ from core.attacks import WDRO, PGDLinf
 from core.fairness import group_accuracy
 from core.groups import GroupDataset
 from core.measures import get_measure
-from core.models import Normalized, SmallCNN, SmallResNet, load_state_dict
+from core.fileio import atomic_save, atomic_write, check_writable
+from core.models import Normalized, SmallCNN, SmallResNet, init_parameters, load_state_dict, use_generator
 
 Method = Literal["erm", "wdro", "wdro-naive", "pgd-at", "group-dro"]
 METHODS: tuple[str, ...] = ("erm", "wdro", "wdro-naive", "pgd-at", "group-dro")
@@ -391,9 +397,11 @@ def train_model(
         raise ValueError(NO_GROUPS.format(n=n_groups))
     if cfg.method in ("wdro", "wdro-naive"):
         get_measure(cfg.metric).check(x_all.shape)
-    if model is None:
-        torch.manual_seed(cfg.seed)
+    if out_dir is not None and dist.rank == 0:
+        check_writable(out_dir)  # a read-only or missing folder fails now, not after the first epoch
+    if model is None:  # initial weights from the run's own generator (never torch's process-wide one)
         model = build_classifier(cfg, channels=channels, n_classes=len(train.classes), size=size)
+        init_parameters(model, torch.Generator().manual_seed(cfg.seed))
     elif copy_model:
         model = copy.deepcopy(model)
     model = model.to(device)
@@ -413,8 +421,6 @@ def train_model(
     ckpt_path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     if resume and ckpt_path is not None and ckpt_path.is_file():
         first_epoch, history = _load_checkpoint(ckpt_path, cfg, net, opt, state, device)
-    if out_dir is not None and dist.rank == 0:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
     x_val = y_val = g_val = None
     if val is not None:
         x_val, y_val, g_val = val.tensors(device)
@@ -422,8 +428,9 @@ def train_model(
     cancelled = False
     for epoch in range(first_epoch, cfg.epochs):
         epoch_start = time.perf_counter()
-        torch.manual_seed(_seed(cfg.seed, epoch, dist.rank))  # dropout: one stream per (seed, epoch, rank)
-        gen = torch.Generator().manual_seed(_seed(cfg.seed, epoch, dist.rank, 1))  # flips, random starts
+        # The run's own generators, one stream per (seed, epoch, rank): two runs in one process never share one.
+        noise_gen = torch.Generator(device).manual_seed(_seed(cfg.seed, epoch, dist.rank))  # dropout, random starts
+        gen = torch.Generator().manual_seed(_seed(cfg.seed, epoch, dist.rank, 1))  # flips, attack seeds
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.int64)
         touched = torch.zeros(n, dtype=torch.bool)
@@ -441,8 +448,9 @@ def train_model(
             y, g = y_all[dev_idx], g_all[dev_idx]
             for pg in opt.param_groups:
                 pg["lr"] = lr_at(epoch * steps + i, total, cfg.lr)
-            loss, logits, extra, cost = _step(cfg, train_net, net, opt, state, x, y, g, idx, flip, gen, dist,
-                                          (epoch * steps + i) / total)
+            with use_generator(net, noise_gen):
+                loss, logits, extra, cost = _step(cfg, train_net, net, opt, state, x, y, g, idx, flip, gen, noise_gen,
+                                                  dist, (epoch * steps + i) / total)
             touched[idx] = True
             b = float(len(idx))
             sums["loss"] += float(loss) * b
@@ -492,13 +500,12 @@ def train_model(
 def save_trained(result: TrainResult, out_dir: str | os.PathLike[str], *, half: bool = False) -> Path:
     """Write ``model.pt`` (state dict of the Normalized wrapper) and ``train.json`` atomically; return the folder."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
              for k, v in result.model.state_dict().items()}
-    _atomic_save(state, out / MODEL_FILE)
+    atomic_save(state, out / MODEL_FILE)
     info = result.to_dict()
     info.update(model_file=MODEL_FILE, half=half, shape=_shape_from_state(state))
-    _atomic_write_text(out / INFO_FILE, json.dumps(info, indent=2) + "\n")
+    atomic_write(out / INFO_FILE, json.dumps(info, indent=2) + "\n")
     return out
 
 
@@ -547,12 +554,12 @@ def load_trained(path: str | os.PathLike[str], *, device: torch.device | str = "
 # --------------------------------------------------------------------------- one step per method
 
 
-def _step(cfg, train_net, net, opt, state, x, y, g, idx, flip, gen, dist, progress_fraction):
+def _step(cfg, train_net, net, opt, state, x, y, g, idx, flip, gen, noise_gen, dist, progress_fraction):
     """One training step; returns (loss, logits on the trained points, step metrics, cost or None)."""
     extra: dict[str, Any] = {}
     cost = None
     if cfg.method == "wdro":
-        x_train, cost = state.fast_inner(cfg, net, x, y, idx, flip, dist, progress_fraction)
+        x_train, cost = state.fast_inner(cfg, net, x, y, idx, flip, noise_gen, dist, progress_fraction)
         extra = {"gamma": state.gamma, "cost": float(cost.mean())}
         train_net.train()
         x_train = x_train.detach().requires_grad_(True)
@@ -644,14 +651,14 @@ class _MethodState:
             s.q = torch.full((n_groups,), 1.0 / n_groups)
         return s
 
-    def fast_inner(self, cfg, net, x, y, idx, flip, dist, progress_fraction: float = 0.0):
+    def fast_inner(self, cfg, net, x, y, idx, flip, noise_gen, dist, progress_fraction: float = 0.0):
         """Warm-started ascent: ``inner_steps`` steps on ``l - gamma d``, then the dual update."""
         self.step = _ascent_step(cfg.step_size, progress_fraction)
         flip_d = flip.to(x.device).view(-1, 1, 1, 1)
         delta = self.delta[idx].to(x.device)
         delta = torch.where(flip_d, delta.flip(-1), delta)  # stored in the un-flipped frame
         fresh = (~self.visited[idx]).to(x.device).view(-1, 1, 1, 1)
-        noise = cfg.init_noise * (2 * torch.rand(x.shape, device=x.device) - 1)  # global RNG: seeded per epoch
+        noise = cfg.init_noise * (2 * torch.rand(x.shape, device=x.device, generator=noise_gen) - 1)
         delta = torch.where(fresh, noise, delta)
         x_adv = (x + delta).clamp(0.0, 1.0)
         self.cost_fn = self.measure.prepare(x)
@@ -848,7 +855,7 @@ def _save_checkpoint(path: Path, cfg: TrainConfig, epoch: int, net, opt, state: 
         "method_state": state.to_state(),
         "history": history,
     }
-    _atomic_save(data, path)
+    atomic_save(data, path)
 
 
 def _read_checkpoint(path: Path) -> dict:
@@ -889,18 +896,6 @@ def _model_for(cfg: TrainConfig, shape: dict) -> Normalized:
     cfg = replace(cfg, width=int(shape["width"]))
     size = 28 if shape["arch"] == "SmallCNN" else 64
     return build_classifier(cfg, channels=int(shape["channels"]), n_classes=int(shape["n_classes"]), size=size)
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 __all__ = [

@@ -11,7 +11,6 @@ accuracy on the full 10,000-image test set, and writes
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,7 +21,8 @@ import torch.nn.functional as F
 
 from core.datasets import load_fashion_mnist
 from core.evaluation import evaluate
-from core.models import MODEL_DIR, Normalized, get_model_spec
+from core.fileio import atomic_save, atomic_write
+from core.models import MODEL_DIR, Normalized, get_model_spec, init_parameters, use_generator
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,13 @@ def train_bundled(
     """
     spec = get_model_spec(name)
     cfg = cfg if cfg is not None else CONFIGS.get(name, ZooConfig())
-    torch.manual_seed(cfg.seed)
     train = load_fashion_mnist("train")
     test = load_fashion_mnist("test")
     x_train, y_train = (t.to(device) for t in train.tensors())  # 190 MB: fine on a GPU or in RAM
     x_test, y_test = test.tensors(device)
-    model = Normalized(spec.build(), spec.mean, spec.std).to(device)
+    model = Normalized(init_parameters(spec.build(), torch.Generator().manual_seed(cfg.seed)), spec.mean, spec.std)
+    model = model.to(device)
+    dropout_gen = torch.Generator(device).manual_seed(cfg.seed + 1)  # the run's own: never torch's global one
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = (len(x_train) + cfg.batch_size - 1) // cfg.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -78,7 +79,8 @@ def train_bundled(
             if cfg.flip:
                 flip = (torch.rand(len(idx), generator=generator) < 0.5).to(device)
                 xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(-1), xb)
-            loss = F.cross_entropy(model(xb), yb)
+            with use_generator(model, dropout_gen):
+                loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -103,13 +105,6 @@ def train_bundled(
         "train_seconds": round(time.perf_counter() - start, 1),
         "torch": torch.__version__,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_save(model.model.state_dict(), out_dir / f"{name}.pt")
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    atomic_save(model.model.state_dict(), out_dir / f"{name}.pt")
+    atomic_write(out_dir / f"{name}.json", json.dumps(card, indent=2) + "\n")
     return card
-
-
-def _atomic_save(state: dict, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)

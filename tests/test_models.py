@@ -279,3 +279,35 @@ def test_normalized_moves_with_the_model():
     wrapped = Normalized(nn.Identity(), (0.5,), (0.25,)).to(torch.float64)
     assert wrapped.mean.dtype == torch.float64
     assert {"mean", "std"} <= set(dict(wrapped.named_buffers()))
+
+
+# --- weight files that would cost memory: checked on the archive's directory first ------------------
+
+
+def test_weight_bytes_load_and_messages_never_name_a_server_path():
+    from core.models import NOT_TORCH_ARCHIVE
+
+    data = WEIGHTS.read_bytes()
+    model = load_model("fmnist-cnn", weights=data)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), load_model("fmnist-cnn").state_dict().values()))
+    with pytest.raises(ValueError) as err:
+        load_model("fmnist-cnn", weights=torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes())
+    assert str(err.value) == f"could not load weights for model 'fmnist-cnn' from the uploaded file: {NOT_TORCH_ARCHIVE}"
+
+
+def test_a_zip_bomb_and_an_oversized_archive_are_refused_before_inflating(tmp_path):
+    import io
+    import zipfile
+
+    from core.models import check_torch_archive, state_dict_bytes
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("w/data/0", bytes(64 << 20))  # 64 MiB of zeros in ~64 KB
+    with pytest.raises(ValueError, match="its members declare 67.1 MB but the archive holds 0.1 MB"):
+        load_model("fmnist-cnn", weights=buffer.getvalue())
+    big = tmp_path / "big.pt"
+    torch.save({"w": torch.zeros(3_000_000)}, big)  # honest, uncompressed, but 12 MB for a 1.9 MB architecture
+    with pytest.raises(ValueError, match="its members declare 12.0 MB, more than the 4.8 MB this architecture"):
+        load_model("fmnist-cnn", weights=big)
+    assert check_torch_archive(WEIGHTS) >= state_dict_bytes(load_model("fmnist-cnn").model)

@@ -308,3 +308,71 @@ def test_clean_weight_mixes_in_the_clean_loss_with_one_more_pass(tiny):
     mixed, mixed_passes = run(clean_weight=0.5)
     assert _same_weights(base, zero) and not _same_weights(base, mixed)
     assert (passes, mixed_passes) == (2, 3)
+
+
+# --------------------------------------------------------------------------- serving: threads and disks
+
+
+@pytest.mark.parametrize("method", ["wdro", "erm"])
+def test_two_concurrent_runs_equal_a_solo_run_bitwise(tiny, method):
+    """Two seeded trainings in two threads of one process (two app sessions) each give what one gives alone.
+
+    Every draw (initial weights, dropout, random starts, flips) comes from the run's own generators;
+    a third thread hammers torch's global generator meanwhile, which must change nothing.
+    """
+    import threading
+
+    cfg = _cfg(method, epochs=2)
+    solo = train_model(None, tiny, cfg=cfg)
+    results: dict[int, object] = {}
+    stop = threading.Event()
+
+    def train(k: int) -> None:
+        results[k] = train_model(None, tiny, cfg=cfg)
+
+    def noise() -> None:
+        while not stop.is_set():
+            torch.rand(1000)
+            torch.manual_seed(int(torch.randint(0, 1000, ())))
+
+    threads = [threading.Thread(target=train, args=(k,)) for k in range(2)] + [threading.Thread(target=noise)]
+    for t in threads:
+        t.start()
+    for t in threads[:2]:
+        t.join()
+    stop.set()
+    threads[2].join()
+    assert all(_same_weights(solo.model, results[k].model) for k in range(2))
+    assert [h["loss"] for h in results[0].history] == [h["loss"] for h in solo.history]
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_leaves_no_temporary(tiny, tmp_path, monkeypatch):
+    from core import fileio
+    from core.fileio import WriteError
+
+    real_fsync, calls = os.fsync, {"n": 0}
+
+    def fsync(fd):  # the first epoch's checkpoint is written, the second finds the disk full
+        calls["n"] += 1
+        if calls["n"] > 2:  # 1: the folder check, 2: epoch 1's checkpoint
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(fileio.os, "fsync", fsync)
+    with pytest.raises(WriteError) as err:
+        train_model(None, tiny, cfg=_cfg("wdro", epochs=3), out_dir=tmp_path)
+    assert str(err.value) == f"could not write {CHECKPOINT} in {tmp_path}: No space left on device"
+    monkeypatch.setattr(fileio.os, "fsync", real_fsync)
+    _, info = load_trained(tmp_path / CHECKPOINT)
+    assert info["epochs_done"] == 1  # the last good checkpoint, readable; --resume continues from it
+    assert sorted(os.listdir(tmp_path)) == [CHECKPOINT]
+
+
+def test_an_unwritable_output_folder_fails_before_the_first_step(tiny, tmp_path):
+    from core.fileio import WriteError
+
+    (tmp_path / "file").write_text("x")
+    steps = []
+    with pytest.raises(WriteError, match="Not a directory"):
+        train_model(None, tiny, cfg=_cfg("erm", epochs=1), out_dir=tmp_path / "file" / "run", progress=steps.append)
+    assert steps == []  # no work is lost: nothing ran
