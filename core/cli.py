@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     attack = commands.add_parser("attack", help="attack one image and write the result as PNG")
     attack.add_argument("--model", required=True,
-                        help=f"registry name ({', '.join(MODELS)}) or a TorchScript file (torch.jit.save)")
+                        help=f"registry name ({', '.join(MODELS)}) or a TorchScript file (torch.jit.save; "
+                             "TorchScript is code that can read and write files: load only files you trust)")
     attack.add_argument("--channels", type=int, choices=(1, 3), default=3, help="TorchScript model: input channels")
     attack.add_argument("--size", type=int, help="TorchScript model: input side (default: the image's own size)")
     attack.add_argument("--image", required=True, help="image file (PNG, JPEG, ...)")

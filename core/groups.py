@@ -45,6 +45,7 @@ from core.datasets import (
     load_fashion_mnist,
 )
 from core.registry import Registry
+from core.safepaths import resolve_inside
 
 if TYPE_CHECKING:
     import torch
@@ -109,14 +110,14 @@ CELEBA_MISSING = (
     "list_eval_partition.csv are read too) into that folder, then pass root=<root> "
     "or set PDRO_DATA."
 )
-CELEBA_BAD_FILE = "{path}: line {line}: {problem}"
+CELEBA_BAD_FILE = "{path}: line {line}: {problem}"  # problems name what was expected, never the line's text
 CELEBA_UNKNOWN_ATTR = "unknown CelebA attribute {name!r} for {role}; expected one of: {known}"
 CELEBA_BAD_GROUPING = "grouping must be 'attribute' or 'attribute_x_target', got {value!r}"
 CELEBA_NO_ATTRIBUTES = "{path}: no attributes for {name} (and {more} more images listed in {partition})"
 CELEBA_EMPTY = "CelebA: the {split} split is empty in {path}"
 CELEBA_IMAGE = "CelebA image {name} (split {split}): {reason}"
 CSV_MISSING = "no CSV file at {path}; expected a CSV with columns path,label,group[,split]"
-CSV_MISSING_COLUMNS = "{path}: missing column(s) {missing}; expected columns path,label,group[,split], found {found}"
+CSV_MISSING_COLUMNS = "{path}: missing column(s) {missing}; expected a header line with columns path,label,group[,split]"
 CSV_BAD_ROW = "{path}: row {row} (line {line}): {problem}"
 CSV_EMPTY = "{path}: no rows in the {split} split"
 CSV_NO_ROOT = "the 'csv' data set needs root=<path of the CSV file, or a folder holding metadata.csv>"
@@ -500,7 +501,8 @@ def load_celeba(
     x = np.empty((len(chosen), 3, size, size), dtype=np.uint8)
     for i, name in enumerate(chosen):
         try:
-            image = load_tensor(image_dir / name, channels=3, size=size)
+            image_path = resolve_inside(image_dir, name, what="the image name", shown_root="img_align_celeba/")
+            image = load_tensor(image_path, channels=3, size=size)
         except ValueError as err:
             raise ValueError(CELEBA_IMAGE.format(name=name, split=split, reason=err)) from None
         x[i] = image[0].mul(255.0).round_().byte().numpy()
@@ -535,7 +537,9 @@ def load_csv_groups(
 ) -> GroupDataset:
     """Any image folder with a CSV file of ``path,label,group`` (optional ``split``) columns.
 
-    * ``path``: image file, relative to the CSV file's folder (absolute paths work too).
+    * ``path``: image file, relative to the CSV file's folder and inside it: absolute paths,
+      ``..`` and symbolic links that lead out of the folder are refused (a CSV cannot make
+      the loader read a file elsewhere on the machine).
     * ``label`` and ``group``: any strings; the distinct values, sorted (numerically when
       all are integers), become the class and group names, indexed from 0. They are
       collected over *all* rows, so every split uses the same indices.
@@ -559,7 +563,8 @@ def load_csv_groups(
 
     Raises:
         ValueError: No CSV, missing columns, an empty split, or a bad row (missing
-            file, unreadable image, empty or unknown value); the message names the row.
+            file, a path outside the folder, unreadable image, empty or unknown value); the
+            message names the row and never quotes the file's other contents.
     """
     _check_split(split)
     if root is None:
@@ -581,9 +586,7 @@ def load_csv_groups(
         found = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in ("path", "label", "group") if c not in found]
         if missing:
-            raise ValueError(
-                CSV_MISSING_COLUMNS.format(path=path, missing=", ".join(missing), found=", ".join(found) or "none")
-            )
+            raise ValueError(CSV_MISSING_COLUMNS.format(path=path, missing=", ".join(missing)))
         rows = [{(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in r.items()}
                 for r in reader]
     has_split = "split" in found
@@ -593,7 +596,7 @@ def load_csv_groups(
                 raise ValueError(CSV_BAD_ROW.format(path=path, row=i + 1, line=i + 2, problem=f"empty {column!r}"))
         if has_split and row["split"].lower() not in _CSV_SPLITS:
             raise ValueError(CSV_BAD_ROW.format(path=path, row=i + 1, line=i + 2,
-                                                problem=f"split must be train, val or test, got {row['split']!r}"))
+                                                problem="split must be train, val (valid, validation) or test"))
     classes = _sorted_names(r["label"] for r in rows)
     groups = _sorted_names(r["group"] for r in rows)
     y_all = np.array([classes.index(r["label"]) for r in rows], dtype=np.int64)
@@ -609,9 +612,8 @@ def load_csv_groups(
 
     x = np.empty((len(index), channels, size, size), dtype=np.uint8)
     for k, i in enumerate(index):
-        image_path = Path(rows[i]["path"])
-        image_path = image_path if image_path.is_absolute() else path.parent / image_path
         try:
+            image_path = resolve_inside(path.parent, rows[i]["path"], what="the image path", shown_root="the CSV's folder")
             image = load_tensor(image_path, channels=channels, size=size)
         except ValueError as err:
             raise ValueError(CSV_BAD_ROW.format(path=path, row=int(i) + 1, line=int(i) + 2,
@@ -764,7 +766,7 @@ def _read_celeba_attributes(path: Path) -> tuple[list[str], list[str], np.ndarra
         try:
             count = int(numbered[0][1].strip())
         except ValueError:
-            problem = f"expected the number of images, got {numbered[0][1]!r}"
+            problem = "expected the number of images"
             raise ValueError(CELEBA_BAD_FILE.format(path=path, line=1, problem=problem)) from None
         if count != len(body):
             problem = f"says {count} images but {len(body)} rows follow"
@@ -798,6 +800,6 @@ def _read_celeba_partition(path: Path) -> list[tuple[str, int]]:
             continue
         fields = line.replace(",", " ").split()
         if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-            raise ValueError(CELEBA_BAD_FILE.format(path=path, line=i, problem=f"expected 'name 0|1|2', got {line!r}"))
+            raise ValueError(CELEBA_BAD_FILE.format(path=path, line=i, problem="expected 'name 0|1|2'"))
         pairs.append((fields[0], int(fields[1])))
     return pairs

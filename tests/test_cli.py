@@ -8,6 +8,7 @@ import random
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -374,3 +375,80 @@ def test_attack_command_works_on_every_bundled_model(capsys, tmp_path, name):
     r = json.loads(stdout)
     assert r["model"] == name and r["cost"] <= 0.02 * (1 + 1e-4)
     assert 0.0 <= r["measures"]["ssim"] <= 1.0 and out.is_file()
+
+
+# --- hostile inputs: refused in one line, under a measured memory bound ------------------------------
+
+# What a refused hostile input may cost beyond a normal run of the same command (max RSS, measured
+# in a fresh wrapper process whose only child is the command). Before the bounds, the 1,800,000 x 1
+# image cost ~4 GB and the weights bomb ~6.5 GB.
+EXTRA_RSS_MB = 150
+
+
+def max_rss_mb(argv: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    """Run ``python -m core ARGV`` in a fresh wrapper; return the child's max RSS in MB and the process."""
+    wrapper = ("import json, resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode, p.stdout, p.stderr]))")
+    proc = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-m", "core", *argv], cwd=REPO,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    rss_kb, code, out, err = json.loads(proc.stdout)
+    return rss_kb / 1024, subprocess.CompletedProcess(argv, code, out, err)
+
+
+@pytest.fixture(scope="module")
+def reference_rss_mb(tmp_path_factory) -> float:
+    out = tmp_path_factory.mktemp("ref") / "o.png"
+    rss, proc = max_rss_mb(["attack", "--model", "fmnist-cnn", "--image", str(IMAGE), "--attack", "fgsm", "--eps",
+                            "0.03", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    return rss
+
+
+def _elongated(path: Path) -> None:
+    Image.new("L", (1_800_000, 1)).save(path)  # 1.8 KB on disk
+
+
+def _too_wide(path: Path) -> None:
+    Image.new("L", (15_000, 500)).save(path)  # 30:1, over the 20:1 aspect limit
+
+
+def _huge_header(path: Path) -> None:
+    path.write_bytes(png_header_only(50_000, 50_000))  # claims 2.5 gigapixels
+
+
+@pytest.mark.parametrize(("make", "text"), [
+    (_elongated, "error: image is too large: 1800000x1, the limit is 20000 pixels a side"),
+    (_too_wide, "error: image is too elongated: 15000x500 (aspect ratio 30:1), the limit is 20:1"),
+    (_huge_header, "error: image is too large (refused as a possible decompression bomb)"),
+], ids=["1800000x1", "15000x500", "50000x50000-header"])
+def test_hostile_images_are_refused_within_a_memory_bound(tmp_path, reference_rss_mb, make, text):
+    image = tmp_path / "w.png"
+    make(image)
+    rss, proc = max_rss_mb(["attack", "--model", "fmnist-cnn", "--image", str(image), "--attack", "wdro",
+                            "--budget", "0.02", "--out", str(tmp_path / "o.png")])
+    assert proc.returncode == 1 and proc.stderr.startswith(text) and proc.stderr.count("\n") == 1, proc.stderr
+    assert rss < reference_rss_mb + EXTRA_RSS_MB, (rss, reference_rss_mb)
+
+
+def test_a_weights_zip_bomb_is_refused_without_inflating(tmp_path, reference_rss_mb):
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("bomb/data/0", "w", force_zip64=True) as member:
+            block = bytes(1 << 20)
+            for _ in range(512):  # 512 MiB of zeros, about 0.5 MB compressed
+                member.write(block)
+    assert bomb.stat().st_size < 2_000_000
+    rss, proc = max_rss_mb(["attack", "--model", "fmnist-cnn", "--weights", str(bomb), "--image", str(IMAGE),
+                            "--attack", "fgsm", "--eps", "0.03", "--out", str(tmp_path / "o.png")])
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "its members declare 536.9 MB but the archive holds" in proc.stderr and "refused without inflating" in proc.stderr
+    assert rss < reference_rss_mb + EXTRA_RSS_MB, (rss, reference_rss_mb)
+
+
+def test_a_csv_root_that_is_a_server_file_is_not_echoed(tmp_path, capsys):
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:secret-content:/root:/bin/bash\n")
+    code, out, err = run(capsys, "train", "--dataset", "csv", "--root", str(secret), "--method", "erm",
+                         "--out", str(tmp_path / "run"))
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "missing column(s) path, label, group" in err and "secret-content" not in err and "root:x" not in err
