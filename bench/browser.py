@@ -32,13 +32,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``streamlit run app.py`` on 127.0.0.1:port, headless, without usage statistics or file watching."""
+def start_server(port: int, env: dict[str, str] | None = None, *, cwd: Path = ROOT) -> subprocess.Popen:
+    """``streamlit run app.py`` in ``cwd`` on 127.0.0.1:port, headless, without usage statistics or file watching.
+
+    Streamlit reads ``cwd/.streamlit/config.toml`` (the repository's, by default).
+    """
     return subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port),
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env={**os.environ, **(env or {})},
+        cwd=cwd, env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 

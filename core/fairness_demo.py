@@ -181,6 +181,7 @@ def train_and_evaluate(
     bootstrap: int = 200,
     report: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    abandoned: Callable[[], bool] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]] | None:
     """Train one model on a group data set and evaluate it like the demo models (what the app's "train now" runs).
 
@@ -197,10 +198,13 @@ def train_and_evaluate(
         report: Called as ``report(fraction, text)``: training is the first 80%.
         should_stop: Polled between training steps; the run then stops after the step, and
             the model of the last step is evaluated (``entry["cancelled"]`` is True).
+        abandoned: Polled after training: when it returns True (nobody is left to see the
+            result, e.g. the app's session ended) nothing is evaluated and ``None`` is returned.
 
     Returns:
         ``(model, entry)`` with ``entry`` shaped as a model of ``evaluation.json`` plus
-        ``"cancelled"`` and ``"dataset"``, or ``None`` when cancelled before the first step.
+        ``"cancelled"`` and ``"dataset"``, or ``None`` when cancelled before the first step
+        or abandoned.
     """
     say = report or (lambda fraction, text: None)
     options = dict(data_options or {})
@@ -225,7 +229,7 @@ def train_and_evaluate(
 
     result = train_model(model, train, cfg=cfg, val=val, device=device, copy_model=False, progress=step,
                          should_stop=should_stop)
-    if steps_done == 0:
+    if steps_done == 0 or (abandoned is not None and abandoned()):
         return None
     info = result.to_dict()
     subset = attacked_subset(len(test), min(n_attacked, len(test)))

@@ -13,6 +13,10 @@ Example::
         print(job.status.fraction, job.status.text)
         time.sleep(0.5)
     job.result()  # the return value, or the work's exception raised here
+
+A server bounds how many jobs run at once with :class:`JobSlots`: ``Job(..., slots=slots)``
+takes a slot when it starts (or raises :class:`JobsBusy` with a one-line message) and gives
+it back when the work ends, however it ends.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+BUSY = "{running} of {limit} background jobs are already running on this server; try again when one ends"
 Report = Callable[[float, str], None]
 ShouldStop = Callable[[], bool]
 
@@ -39,12 +44,45 @@ class JobStatus:
     cancelled: bool
 
 
+class JobsBusy(RuntimeError):
+    """Every slot of a :class:`JobSlots` is taken."""
+
+
+class JobSlots:
+    """At most ``limit`` jobs of this pool run at once (thread-safe)."""
+
+    def __init__(self, limit: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive int, got {limit!r}")
+        self.limit = limit
+        self._running = 0
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> int:
+        with self._lock:
+            return self._running
+
+    def take(self) -> None:
+        """Take a slot, or raise :class:`JobsBusy`."""
+        with self._lock:
+            if self._running >= self.limit:
+                raise JobsBusy(BUSY.format(running=self._running, limit=self.limit))
+            self._running += 1
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._running = max(self._running - 1, 0)
+
+
 class Job(Generic[T]):
     """Run ``work(report, should_stop)`` in a daemon thread; watch it, cancel it, collect its result."""
 
-    def __init__(self, work: Callable[[Report, ShouldStop], T], *, label: str = "job") -> None:
+    def __init__(self, work: Callable[[Report, ShouldStop], T], *, label: str = "job",
+                 slots: JobSlots | None = None) -> None:
         self.label = label  # for people: what the job does
         self._work = work
+        self._slots = slots
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._fraction, self._text = 0.0, "starting"
@@ -54,8 +92,16 @@ class Job(Generic[T]):
         self._thread = threading.Thread(target=self._run, name=label, daemon=True)
 
     def start(self) -> Job[T]:
+        """Start the work; with ``slots``, first take one (raises :class:`JobsBusy` when none is free)."""
+        if self._slots is not None:
+            self._slots.take()
         self._started = time.monotonic()
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            if self._slots is not None:
+                self._slots.give_back()
+            raise
         return self
 
     def _report(self, fraction: float, text: str) -> None:
@@ -70,6 +116,8 @@ class Job(Generic[T]):
             self._error = err
         finally:
             self._ended = time.monotonic()
+            if self._slots is not None:
+                self._slots.give_back()
 
     def cancel(self) -> None:
         """Ask the work to stop at its next ``should_stop()`` poll."""
@@ -110,4 +158,4 @@ class Job(Generic[T]):
         return self._error if self.done else None
 
 
-__all__ = ["Job", "JobStatus"]
+__all__ = ["BUSY", "Job", "JobSlots", "JobStatus", "JobsBusy"]

@@ -6,7 +6,9 @@ Not a page itself (``app.py`` lists the pages).
 from __future__ import annotations
 
 import hashlib
-import tempfile
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -16,11 +18,15 @@ from PIL import Image
 from core.datasets import load_fashion_mnist
 from core.device import default_device, server_threads
 from core.imageio import tensor_to_image
-from core.models import MODELS, get_model_spec, load_model
+from core.jobs import Job, JobSlots
+from core.models import MODELS, get_model_spec, load_model, state_dict_bytes
+from core.safepaths import DATA_ROOTS_VARIABLE, data_roots, resolve_inside, unpacked
 
 SAVED = "saved."  # session-state prefix of the copies that outlive a widget
 KEPT = "kept.keys"  # the widget keys whose values are copied
 NAVIGATION_CHECKED = "nav.checked"  # see _use_navigation
+MAX_IMAGE_MB = 20  # per-widget upload limits, in MB (the server's own limit is .streamlit/config.toml's)
+MAX_ZIP_MB = 200
 DISPLAY_SIDE = 224  # small images are enlarged (nearest neighbour) to this side for display
 _NO_DEFAULT = object()
 
@@ -88,28 +94,68 @@ def _device() -> torch.device:
 
 
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=4)
-def cached_model(name: str, weights: str | None = None) -> torch.nn.Module:
+def cached_model(name: str, weights_digest: str | None = None, _weights: bytes | None = None) -> torch.nn.Module:
     """A registry model on the app's device, shared by every session and never modified.
 
-    Its parameters are frozen (``requires_grad=False``): attacks differentiate with respect
-    to the input only, and training works on a copy.
+    ``_weights`` are the bytes of an uploaded state dict (never written to disk; checked
+    before anything is inflated, see :func:`core.models.load_state_dict`), cached under
+    their ``weights_digest`` (:func:`weights_digest`). Its parameters are frozen
+    (``requires_grad=False``): attacks differentiate with respect to the input only, and
+    training works on a copy.
     """
-    model = load_model(name, device=device(), weights=weights)
+    model = load_model(name, device=device(), weights=_weights)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
 
 
-def save_uploaded_weights(data: bytes) -> str:
-    """Store uploaded state-dict bytes under the temp folder, named by their hash; return the path."""
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / "perceptual-dro-weights" / f"{digest}.pt"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return str(path)
+@st.cache_data(show_spinner=False)
+def weights_upload_mb(name: str) -> int:
+    """The upload limit for a model's state dict, in MB: what load_model accepts for its architecture."""
+    return int(2 * state_dict_bytes(get_model_spec(name).build()) / 1e6) + 2
+
+
+def weights_digest(data: bytes) -> str:
+    """The cache key of uploaded weight bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- background training: bounded per server, one per session, cancelled when the session ends ---------
+
+MAX_JOBS_VARIABLE = "PDRO_MAX_JOBS"  # how many trainings may run at once on this server (default 2)
+
+
+@dataclass
+class SessionJobs:
+    """The background job of one browser session (see :func:`session_jobs`)."""
+
+    job: Job | None = None
+    ended: bool = False  # the session is gone: nobody will see the job's result
+
+    def cancel(self) -> None:
+        self.ended = True
+        if self.job is not None:
+            self.job.cancel()
+
+
+def _release_session_jobs(jobs: SessionJobs) -> None:
+    jobs.cancel()
+
+
+@st.cache_resource(scope="session", on_release=_release_session_jobs, show_spinner=False)
+def session_jobs() -> SessionJobs:
+    """This session's job holder; Streamlit releases it, cancelling the job, when the session ends."""
+    return SessionJobs()
+
+
+@st.cache_resource(show_spinner=False)
+def job_slots() -> JobSlots:
+    """The server-wide bound on concurrent background jobs (``PDRO_MAX_JOBS``, default 2)."""
+    try:
+        limit = int(os.environ.get(MAX_JOBS_VARIABLE, "2"))
+    except ValueError:
+        limit = 2
+    return JobSlots(max(limit, 1))
 
 
 @st.cache_resource(show_spinner="Loading test images ...")
@@ -140,5 +186,52 @@ def display_image(x: torch.Tensor, side: int = DISPLAY_SIDE) -> Image.Image:
 
 
 def show_error(err: BaseException, *, what: str) -> None:
-    """An error box for a failure the person can act on, never a traceback."""
-    st.error(f"{what}: {err}", icon=":material/error:")
+    """An error box for a failure the person can act on, never a traceback (one line)."""
+    text = " ".join(str(err).split())
+    st.error(f"{what}: {text}", icon=":material/error:")
+
+
+# -- data a visitor trains on: a folder the server allows, or an uploaded zip --------------------------
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """Where a visitor's data set is: a folder inside an allowed root, an uploaded zip, or nothing yet."""
+
+    path: Path | None = None  # a folder inside one of core.safepaths.data_roots()
+    archive: bytes | None = None  # an uploaded zip, unpacked only while it is used
+
+    @property
+    def ready(self) -> bool:
+        return self.path is not None or self.archive is not None
+
+    def folder(self):
+        """A context manager giving the data's folder (``None`` for the bundled data)."""
+        if self.archive is not None:
+            return unpacked(self.archive)
+        return nullcontext(self.path)
+
+
+def data_source_ui(dataset: str) -> DataChoice:
+    """Widgets that choose a data set's files; visitors name no server path outside the allowed roots."""
+    roots = data_roots()
+    sources = ["Upload a .zip", "A folder on this server"] if roots else ["Upload a .zip"]
+    how = st.radio("Data from", sources, horizontal=True, key=keep(f"keep.fair_from.{dataset}"))
+    if how == "A folder on this server":
+        root = st.selectbox("Allowed data folder", roots, format_func=lambda r: r.name or str(r),
+                            key=keep("keep.fair_root_base"))
+        inner = st.text_input("Folder inside it (relative; empty for the folder itself)",
+                              key=keep(f"keep.fair_root.{dataset}", "")).strip()
+        try:
+            path = resolve_inside(root, inner or ".", what="the data folder", shown_root=root.name or str(root))
+        except ValueError as err:
+            show_error(err, what="Cannot use that folder")
+            return DataChoice()
+        return DataChoice(path=path)
+    upload = st.file_uploader("Data set: a .zip with images and metadata.csv (path,label,group[,split])"
+                              if dataset == "csv" else "Data set: a .zip holding celeba/ in torchvision's layout",
+                              type=["zip"], key=f"fair.zip.{dataset}", max_upload_size=MAX_ZIP_MB)
+    if not roots:
+        st.caption(f"Folders on the server are off: whoever runs the server can allow some with "
+                   f"{DATA_ROOTS_VARIABLE} (see the README).")
+    return DataChoice(archive=upload.getvalue()) if upload is not None else DataChoice()

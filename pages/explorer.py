@@ -27,6 +27,7 @@ from core.imageio import load_tensor, png_bytes
 from core.measures import MEASURES
 from core.models import MODELS, get_model_spec, resolve_weights
 from pages.common import (
+    MAX_IMAGE_MB,
     cached_model,
     device,
     display_image,
@@ -34,7 +35,8 @@ from pages.common import (
     keep,
     keep_choices,
     model_label,
-    save_uploaded_weights,
+    weights_digest,
+    weights_upload_mb,
     show_error,
     test_set,
 )
@@ -55,13 +57,15 @@ controls, results = st.columns([1, 2.4], gap="large")
 with controls:
     name = st.selectbox("Model", list(MODELS), format_func=model_label, key=keep("keep.model"))
     spec = get_model_spec(name)
-    weights_path = None
+    weights, digest = None, None
     if not spec.available_offline():
         st.info(f"The weights of **{name}** are not on this machine. Download them (needs internet), "
                 "or upload a state-dict file of this architecture.", icon=":material/download:")
-        uploaded_weights = st.file_uploader("State dict (.pt, .pth)", type=["pt", "pth"], key="explore.weights")
+        uploaded_weights = st.file_uploader("State dict (.pt, .pth)", type=["pt", "pth"], key="explore.weights",
+                                            max_upload_size=weights_upload_mb(name))
         if uploaded_weights is not None:
-            weights_path = save_uploaded_weights(uploaded_weights.getvalue())
+            weights = uploaded_weights.getvalue()  # kept in memory, never written to the server's disk
+            digest = weights_digest(weights)
         elif st.button("Download the weights", key="explore.download"):
             with st.spinner(f"Downloading the weights of {name} ..."):
                 try:
@@ -70,7 +74,7 @@ with controls:
                 except ValueError as err:
                     show_error(err, what="Download failed")
     try:
-        model = cached_model(name, weights_path) if spec.available_offline() or weights_path else None
+        model = cached_model(name, digest, weights) if spec.available_offline() or weights else None
     except ValueError as err:
         show_error(err, what="Could not load the model")
         model = None
@@ -90,7 +94,7 @@ with controls:
         image_note = items[pick].name
     elif source == "Upload":
         upload = st.file_uploader("Image file", type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"],
-                                  key="explore.upload")
+                                  key="explore.upload", max_upload_size=MAX_IMAGE_MB)
         if upload is not None:
             data = upload.getvalue()
             try:
@@ -217,10 +221,11 @@ with results:
     stem = f"{shown['model']}_{out.settings.attack}"
     d1, d2, d3 = st.columns(3)
     d1.download_button("Attacked image (PNG)", png_bytes(out.x_adv[0]), f"{stem}_attacked.png", "image/png",
-                       key="explore.dl_adv")
+                       key="explore.dl_adv", on_click="ignore")
     buffer = io.BytesIO()
     np.save(buffer, out.raw_perturbation().numpy())
     d2.download_button("Perturbation (NumPy .npy)", buffer.getvalue(), f"{stem}_perturbation.npy",
-                       "application/octet-stream", key="explore.dl_delta")
+                       "application/octet-stream", key="explore.dl_delta", on_click="ignore")
     d3.download_button(f"Perturbation x{factor} (PNG)", png_bytes(out.perturbation(factor)),
-                       f"{stem}_perturbation_x{factor}.png", "image/png", key="explore.dl_delta_png")
+                       f"{stem}_perturbation_x{factor}.png", "image/png", key="explore.dl_delta_png",
+                       on_click="ignore")

@@ -10,11 +10,10 @@ import streamlit as st
 from core.explore import measure_support
 from core.fairness_demo import ATTACKS, DEMO_MODELS, load_demo, load_demo_evaluation, train_and_evaluate
 from core.figures import CONDITIONS, cost_by_group, group_accuracy_bars, report_of, training_curves
-from core.groups import GROUP_DATASETS
-from core.jobs import Job
+from core.jobs import Job, JobsBusy
 from core.measures import MEASURES
 from core.training import TrainConfig
-from pages.common import device, keep, keep_choices, show_error
+from pages.common import DataChoice, data_source_ui, device, job_slots, keep, keep_choices, session_jobs, show_error
 
 keep_choices()  # first, before any widget: see pages.common.keep
 
@@ -65,13 +64,10 @@ st.caption("A classifier trained by plain ERM learns a minority group less well.
 c1, c2 = st.columns([1, 2])
 dataset = c1.selectbox("Data set", list(DATASET_LABELS), format_func=DATASET_LABELS.get,
                        key=keep("keep.fair_dataset"))
-root = None
+data = DataChoice()
 if dataset != DEFAULT:
-    root = c2.text_input("Data folder", key=keep("keep.fair_root", ""),
-                         help=GROUP_DATASETS[dataset].description).strip() or None
-    if root is None:
-        c2.info("Give the folder of the data set (nothing is downloaded). The bundled demo uses "
-                "Fashion-MNIST.", icon=":material/folder_open:")
+    with c2:
+        data = data_source_ui(dataset)
 
 entries: dict[str, dict] = {}
 groups: list[str] = []
@@ -151,7 +147,7 @@ if chosen:
     st.caption("Mean transport cost (1 - SSIM) that the worst-case distribution spends per example of each group, "
                "under one budget shared by all the images: left, the W-DRO-SSIM attack on each model; right, "
                "during W-DRO training.")
-elif dataset == DEFAULT or root:
+elif dataset == DEFAULT or data.ready:
     st.info("No model for this data set yet: train one below.", icon=":material/model_training:")
 
 # -- train now ---------------------------------------------------------------------------------------------------
@@ -177,7 +173,10 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
         starts = ["scratch", *DEMO_MODELS] if dataset == DEFAULT and entries else ["scratch"]
         start = f3.selectbox("Start from", starts, key=keep("keep.fair_start"),
                              format_func=lambda s: "random weights" if s == "scratch" else f"a copy of {s}")
-        ready = dataset == DEFAULT or root is not None
+        ready = dataset == DEFAULT or data.ready
+        slots = job_slots()
+        if slots.running:
+            st.caption(f"{slots.running} of {slots.limit} training runs are going on this server.")
         if st.button("Train", type="primary", key="fair.train", disabled=not ready):
             try:
                 base = demo_model(start) if start != "scratch" else None
@@ -188,11 +187,21 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
                                                             if method == "wdro" else "")
                 work_device = device()
 
-                def work(report, should_stop, cfg=cfg, base=base, options=options, root=root, dataset=dataset):
-                    return train_and_evaluate(cfg, dataset=dataset, root=root, data_options=options, start=base,
-                                              device=work_device, report=report, should_stop=should_stop)
+                holder = session_jobs()
 
-                job = Job(work, label=f"{label}, {cfg.epochs} epoch{'s' * (cfg.epochs > 1)}").start()
+                def work(report, should_stop, cfg=cfg, base=base, options=options, data=data, dataset=dataset):
+                    with data.folder() as root:
+                        return train_and_evaluate(cfg, dataset=dataset, root=root, data_options=options, start=base,
+                                                  device=work_device, report=report, should_stop=should_stop,
+                                                  abandoned=lambda: holder.ended)
+
+                try:
+                    job = Job(work, label=f"{label}, {cfg.epochs} epoch{'s' * (cfg.epochs > 1)}",
+                              slots=job_slots()).start()
+                except JobsBusy as err:
+                    show_error(err, what="Cannot train now")
+                    st.stop()
+                holder.job = job
                 st.session_state[JOB] = job
                 st.rerun()
     else:

@@ -220,19 +220,38 @@ def test_fairness_page_shows_the_demo_and_trains_a_copy():
     assert all(torch.equal(before[k], after[k]) for k in before)  # the cached model was copied, not trained
 
 
-def test_fairness_page_cancel_and_missing_folder():
+def test_fairness_page_cancel_and_missing_folder(tmp_path, monkeypatch):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("server-secret-content\n")
+    monkeypatch.delenv("PDRO_DATA_ROOTS", raising=False)
     app = _page("fairness")
     app.selectbox(key="keep.fair_dataset").set_value("celeba").run()
     assert not app.exception
-    assert any("folder" in i.value for i in app.info)
+    assert app.radio(key="keep.fair_from.celeba").options == ["Upload a .zip"]  # no server folder unless allowed
+    assert any("PDRO_DATA_ROOTS" in c.value for c in app.caption)
     assert app.button(key="fair.train").disabled
-    app.text_input(key="keep.fair_root").input("/nonexistent/celeba-root").run()
+
+    root = tmp_path / "allowed"
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path)
+    monkeypatch.setenv("PDRO_DATA_ROOTS", str(root))
+    app = _page("fairness")
+    app.selectbox(key="keep.fair_dataset").set_value("celeba").run()
+    app.radio(key="keep.fair_from.celeba").set_value("A folder on this server").run()
+    for escape in ("../secret.txt", str(secret), "link/secret.txt", "../missing"):
+        app.text_input(key="keep.fair_root.celeba").input(escape).run()
+        assert not app.exception and app.button(key="fair.train").disabled
+        messages = [e.value for e in app.error]
+        assert messages == ["Cannot use that folder: the data folder must be a relative path inside allowed, "
+                            "without '..' or links that lead out"], messages
+    app.text_input(key="keep.fair_root.celeba").input("celeba-root").run()
     app.button(key="fair.train").click().run()  # the job fails at once, maybe before the page reruns
     if "fair.job" in app.session_state:
         assert app.session_state["fair.job"].wait(60)
         app.run()
     assert "fair.job" not in app.session_state
     assert any("Training failed" in e.value and "CelebA not found" in e.value for e in app.error)
+    assert not any("server-secret-content" in e.value for e in app.error)
 
     app.selectbox(key="keep.fair_dataset").set_value("fmnist-groups").run()
     app.slider(key="keep.fair_epochs").set_value(10).run()

@@ -167,3 +167,52 @@ def test_every_page_in_a_real_browser(server, page):
     expect(page.locator(".js-plotly-plot")).to_have_count(3)
     no_exception(page)
     shot(page, "fairness-after")
+
+
+def test_a_server_error_shows_a_message_and_no_traceback(tmp_path, page):
+    """With the repository's .streamlit/config.toml, an unexpected error reaches the visitor as a short
+    message; the traceback (and what it names of the server) stays in the server's log."""
+    (tmp_path / ".streamlit").mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml", tmp_path / ".streamlit")
+    (tmp_path / "app.py").write_text(
+        "import streamlit as st\nst.title('Error page')\nraise RuntimeError('secret /srv/private/path')\n")
+    port = free_port()
+    proc = start_server(port, cwd=tmp_path)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        page.goto(f"http://127.0.0.1:{port}")
+        expect(page.get_by_role("heading", name="Error page")).to_be_visible(timeout=RENDER_TIMEOUT)
+        error = page.get_by_test_id("stException")
+        expect(error).to_be_visible(timeout=RENDER_TIMEOUT)
+        shown = page.locator("body").inner_text()
+        assert "encountered an error" in shown
+        assert "Traceback" not in shown and "secret" not in shown and "/srv/private" not in shown
+        shot(page, "server-error")
+    finally:
+        log = stop_server(proc)
+    assert "Traceback" in log and "secret /srv/private/path" in log  # the person running the server sees it
+
+
+def test_closing_the_browser_cancels_its_training_job(server, page):
+    """A training started in one browser session is cancelled when that session ends; another session sees
+    the server's count of running trainings go back to zero."""
+    other = page.context.browser.new_context(viewport={"width": 1400, "height": 1600})
+    visitor = other.new_page()
+    visitor.goto(f"{server}/fairness")
+    expect(visitor.get_by_role("heading", name="Group fairness before and after DRO training")).to_be_visible(
+        timeout=RENDER_TIMEOUT)
+    visitor.get_by_text("Train a model now").click()
+    visitor.get_by_role("button", name="Train", exact=True).click()
+    expect(visitor.get_by_test_id("stProgress")).to_contain_text("training: epoch 1", timeout=RENDER_TIMEOUT)
+    page.goto(f"{server}/fairness")
+    page.get_by_text("Train a model now").click()
+    expect(page.get_by_text("1 of 2 training runs are going on this server.")).to_be_visible(timeout=RENDER_TIMEOUT)
+    other.close()  # the visitor leaves: the websocket closes, the session ends
+    for _ in range(60):  # the count is read on each run of the page
+        page.reload()
+        page.get_by_text("Train a model now").click()
+        expect(page.get_by_role("button", name="Train", exact=True)).to_be_visible(timeout=RENDER_TIMEOUT)
+        if page.get_by_text("training runs are going on this server").count() == 0:
+            break
+        page.wait_for_timeout(1000)
+    assert page.get_by_text("training runs are going on this server").count() == 0

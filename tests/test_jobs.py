@@ -50,3 +50,45 @@ def test_cancel_is_seen_by_the_work_and_errors_reach_the_caller():
     assert isinstance(job.error, ValueError)
     with pytest.raises(ValueError, match="bad input"):
         job.result()
+
+
+def test_job_slots_bound_concurrent_jobs_and_come_back_however_the_work_ends():
+    from core.jobs import BUSY, JobSlots, JobsBusy
+
+    slots = JobSlots(2)
+    release = threading.Event()
+
+    def wait(report, should_stop):
+        release.wait(5)
+        return 1
+
+    def fail(report, should_stop):
+        raise ValueError("boom")
+
+    first, second = Job(wait, slots=slots).start(), Job(wait, slots=slots).start()
+    assert slots.running == 2
+    with pytest.raises(JobsBusy, match=BUSY.format(running=2, limit=2)):
+        Job(wait, slots=slots).start()
+    release.set()
+    assert first.wait(5) and second.wait(5) and slots.running == 0
+    failing = Job(fail, slots=slots).start()
+    assert failing.wait(5) and slots.running == 0 and isinstance(failing.error, ValueError)
+    with pytest.raises(ValueError):
+        JobSlots(0)
+
+
+def test_a_session_holder_cancels_its_job_when_released():
+    from pages.common import SessionJobs, _release_session_jobs
+
+    started = threading.Event()
+
+    def work(report, should_stop):
+        started.set()
+        while not should_stop():
+            threading.Event().wait(0.01)
+        return "stopped"
+
+    holder = SessionJobs(job=Job(work).start())
+    assert started.wait(5)
+    _release_session_jobs(holder)  # what Streamlit calls when the session ends
+    assert holder.job.wait(5) and holder.job.cancelled and holder.job.result() == "stopped"
