@@ -216,3 +216,35 @@ def test_closing_the_browser_cancels_its_training_job(server, page):
             break
         page.wait_for_timeout(1000)
     assert page.get_by_text("training runs are going on this server").count() == 0
+
+
+def test_a_zipped_csv_data_set_trains_in_the_page(server, page):
+    """The CSV data set comes from an uploaded zip (no server path): it is unpacked, trained on, evaluated."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        rows = []
+        for i in range(24):
+            image = io.BytesIO()
+            Image.new("RGB", (64, 64), (200 if i % 2 else 30, 40 * (i % 3), 90)).save(image, format="PNG")
+            archive.writestr(f"imgs/{i}.png", image.getvalue())
+            rows.append(f"imgs/{i}.png,{i % 2},{(i // 4) % 2},{('train', 'train', 'val', 'test')[i % 4]}")
+        archive.writestr("metadata.csv", "path,label,group,split\n" + "\n".join(rows) + "\n")
+    page.goto(f"{server}/fairness")
+    expect(page.get_by_role("heading", name="Group fairness before and after DRO training")).to_be_visible(
+        timeout=RENDER_TIMEOUT)
+    choose(page, "Data set", "Image folder + CSV of path,label,group (yours)")
+    page.locator("input[type=file]").last.set_input_files(
+        files=[{"name": "data.zip", "mimeType": "application/zip", "buffer": buffer.getvalue()}])
+    train = page.get_by_role("button", name="Train", exact=True)
+    expect(train).to_be_enabled(timeout=RENDER_TIMEOUT)
+    choose(page, "Method", "ERM")
+    train.click()
+    expect(page.get_by_test_id("stMetric").filter(has_text="#1 ERM")).to_be_visible(timeout=RENDER_TIMEOUT)
+    no_exception(page)
+    assert page.get_by_test_id("stAlertContentError").count() == 0
+    shot(page, "fairness-zip")
