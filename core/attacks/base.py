@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
@@ -44,8 +46,10 @@ class AttackResult:
         prob_adv: (N, K) softmax probabilities on the adversarial images.
         cost: (N,) cost spent per image, in the attack's own ``metric`` (its transport cost
             ``d`` for W-DRO, the norm of the perturbation for PGD and FGSM).
+        x: The clean images the attack started from, (N, C, H, W) (the caller's tensor).
         measures: ``{measure name: (N,) score}`` under every registered measure valid for the
-            image size, not only the one attacked.
+            image size, not only the one attacked; computed on first access and kept (an
+            attack inside a training loop never pays for it). :meth:`score` computes one.
         gamma: (T, N) dual multiplier per step and image; identical columns under a
             distributional budget; (0, N) for attacks without one.
         steps: Ascent steps taken (for bisection: all of its passes together).
@@ -63,10 +67,22 @@ class AttackResult:
     prob_clean: torch.Tensor
     prob_adv: torch.Tensor
     cost: torch.Tensor
-    measures: dict[str, torch.Tensor]
+    x: torch.Tensor = field(repr=False)
     gamma: torch.Tensor
     steps: int
     nonfinite_steps: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+
+    @functools.cached_property
+    def measures(self) -> dict[str, torch.Tensor]:
+        """Every registered measure valid for the image size, per image (computed once, on first access)."""
+        return evaluate_measures(self.x, self.x_adv)
+
+    def score(self, name: str) -> torch.Tensor:
+        """(N,) one measure's score of the result (from :attr:`measures` when already computed)."""
+        cached = self.__dict__.get("measures")
+        if cached is not None and name in cached:
+            return cached[name]
+        return evaluate_measures(self.x, self.x_adv, names=[name])[name]
 
     @property
     def success_rate(self) -> float:
@@ -167,7 +183,7 @@ class Attack:
             prob_clean=logits_clean.softmax(1),
             prob_adv=logits_adv.softmax(1),
             cost=self._cost(x, x_adv).detach(),
-            measures=evaluate_measures(x, x_adv),
+            x=x.detach(),
             gamma=out.gamma if out.gamma is not None else torch.zeros(0, n, device=x.device),
             steps=out.steps,
             nonfinite_steps=out.nonfinite_steps if out.nonfinite_steps is not None
