@@ -100,6 +100,9 @@ class ALMA(Attack):
     Args:
         model: Classifier on [0, 1] images.
         steps: Iterations (one forward and backward pass each).
+        distance: The registered measure whose cost is minimised (default ``"ssim"``, the
+            paper's; any registered measure works, as in the reference implementation, so
+            ALMA can run with the same cost as W-DRO).
         init_lr_distance: Distance the first step should add (sets each image's learning rate);
             ``None`` uses ``lr_init`` for every image.
         lr_init: Learning rate when ``init_lr_distance`` is ``None``.
@@ -136,6 +139,7 @@ class ALMA(Attack):
         model: nn.Module,
         *,
         steps: int = 100,
+        distance: str = "ssim",
         init_lr_distance: float | None = 1e-4,
         lr_init: float = 0.1,
         lr_reduction: float = 0.01,
@@ -150,7 +154,8 @@ class ALMA(Attack):
         levels: int | None = None,
     ) -> None:
         super().__init__(model)
-        self.measure = get_measure("ssim")
+        self.measure = get_measure(distance)
+        self.metric = self.measure.name
         self.steps = check_positive_int(steps, name="steps")
         self.init_lr_distance = None if init_lr_distance is None else check_positive(init_lr_distance, name="init_lr_distance")
         self.lr_init = check_positive(lr_init, name="lr_init")
