@@ -11,7 +11,8 @@ On the bundled small CNN and a batch of bundled Fashion-MNIST test images (28x28
    same steps, and the bisection reference: time ratios and where the mean cost landed.
 
 Per-step times are differences of whole attacks with two step counts, so the fixed work
-of an attack call (clean and final forward passes, scoring every measure) cancels out.
+of an attack call (clean and final forward passes) cancels out; measures of a result are
+computed only when read, so no call here pays for them.
 Each number is the median of ``--repeats`` interleaved runs.
 """
 
@@ -26,7 +27,7 @@ import torch
 from core.attacks import WDRO, PGDLinf
 from core.compat import piq
 from core.datasets import load_fashion_mnist
-from core.measures import Measure, available_measures
+from core.measures import DEFAULT_COST, Measure, available_measures
 from core.models import load_model
 
 
@@ -57,8 +58,9 @@ def main() -> None:
     print(f"{'forward+backward':<24}{floor * 1e3:>9.1f}{1.0:>9.2f}{floor / pgd:>8.2f}")
     for name, t in per_step.items():
         print(f"{name:<24}{t * 1e3:>9.1f}{t / floor:>9.2f}{t / pgd:>8.2f}")
-    ratio = per_step["W-DRO ssim"] / pgd
-    print(f"\ntarget W-DRO-SSIM step <= 1.15x PGD step: {ratio:.2f}x -> {'met' if ratio <= 1.15 else 'NOT met'}")
+    ratio = per_step[f"W-DRO {DEFAULT_COST}"] / pgd
+    print(f"\ntarget W-DRO step with the default cost ({DEFAULT_COST}) <= 1.15x PGD step: {ratio:.2f}x -> "
+          f"{'met' if ratio <= 1.15 else 'NOT met'}")
 
     steps, delta = 100, args.budget
     forms = {

@@ -28,14 +28,15 @@ from core.attacks import ATTACKS, WDRO, Attack, AttackResult, get_attack
 from core.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 from core.device import default_device
 from core.evaluation import evaluate
+from core.explore import AttackSettings
 from core.imageio import load_tensor, save_png
-from core.measures import MEASURES
+from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS, get_model_spec, load_model, load_torchscript
 from core.training import METHODS, TrainConfig
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
-DEFAULT_BUDGET = 0.05  # mean 1 - SSIM of 0.05, i.e. SSIM 0.95, when neither --budget nor --gamma is given
+DEFAULT_BUDGET = AttackSettings.budget  # mean cost (the app's default too) when neither --budget nor --gamma is given
 DEFAULT_EPS = {"pgd-linf": 8 / 255, "fgsm": 8 / 255, "pgd-l2": 1.0}
 # minimal-perturbation attacks: --eps is an optional cap on their own distance (none by default)
 MINIMAL_BUDGET = {"ddn": "max_norm", "alma-ssim": "max_distance", "perc-al": "max_distance"}
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                      help="option of the data set loader, e.g. n_train=3000 (repeatable)")
     fit.add_argument("--method", required=True, choices=list(METHODS))
-    fit.add_argument("--metric", default="ssim", choices=list(MEASURES), help="W-DRO transport cost (default ssim)")
+    fit.add_argument("--metric", default=DEFAULT_COST, choices=list(MEASURES),
+                     help=f"W-DRO transport cost (default {DEFAULT_COST})")
     fit_form = fit.add_mutually_exclusive_group()
     fit_form.add_argument("--budget", type=float, help=f"W-DRO budget form: mean cost delta (default {TrainConfig.budget})")
     fit_form.add_argument("--gamma", type=float, help="W-DRO penalty form: fixed multiplier")
@@ -136,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_attack_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metric", default="ssim", choices=list(MEASURES), help="transport cost of wdro")
+    parser.add_argument("--metric", default=DEFAULT_COST, choices=list(MEASURES),
+                        help=f"transport cost of wdro (default {DEFAULT_COST})")
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--budget", type=float, help=f"wdro: DRO budget delta (default {DEFAULT_BUDGET})")
     form.add_argument("--gamma", type=float, help="wdro: fixed multiplier (penalty form)")
@@ -308,7 +311,7 @@ def _models(args: argparse.Namespace) -> int:
 def _measures(args: argparse.Namespace) -> int:
     rows = [
         {"name": m.name, "label": m.label, "cost": m.cost_formula, "min_size": m.min_size,
-         "needs_rgb": m.needs_rgb, "higher_is_better": m.higher_is_better}
+         "needs_rgb": m.needs_rgb, "higher_is_better": m.higher_is_better, "note": m.note}
         for m in MEASURES.values()
     ]
     if args.json:
@@ -316,7 +319,8 @@ def _measures(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             rgb = ", RGB only" if r["needs_rgb"] else ""
-            print(f"{r['name']:<15} cost {r['cost']:<40} min {r['min_size']} px{rgb}")
+            note = f"  ({r['note']})" if r["note"] else ""
+            print(f"{r['name']:<15} cost {r['cost']:<40} min {r['min_size']} px{rgb}{note}")
     return 0
 
 

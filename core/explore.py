@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from core.attacks import WDRO, Attack, AttackResult, get_attack
-from core.measures import MEASURES, get_measure, ssim_map
+from core.measures import DEFAULT_COST, MEASURES, get_measure, ssim_map
 from core.models import ASSETS, ModelSpec
 
 GALLERY = ASSETS / "gallery"
@@ -51,7 +51,7 @@ class AttackSettings:
     """
 
     attack: str = "wdro"
-    metric: str = "ssim"
+    metric: str = DEFAULT_COST
     budget: float = 0.02
     gamma: float | None = None
     eps: float = 8 / 255

@@ -104,7 +104,7 @@ from torch import nn
 from core.attacks import WDRO, PGDLinf
 from core.fairness import group_accuracy
 from core.groups import GroupDataset
-from core.measures import get_measure
+from core.measures import DEFAULT_COST, get_measure
 from core.fileio import atomic_save, atomic_write, check_writable
 from core.models import Normalized, SmallCNN, SmallResNet, init_parameters, load_state_dict, use_generator
 
@@ -143,7 +143,7 @@ class TrainConfig:
     seed: int = 0
     width: int = 16  # filters of the first convolution (SmallCNN for 28 px, SmallResNet otherwise)
     # --- W-DRO (both "wdro" and "wdro-naive")
-    metric: str = "ssim"  # transport cost: any registered measure
+    metric: str = DEFAULT_COST  # transport cost: any registered measure (default: SSIM of padded images)
     budget: float | None = 0.03  # budget form: mean cost delta (set gamma=None)
     gamma: float | None = None  # penalty form: fixed multiplier (set budget=None)
     # --- fast W-DRO

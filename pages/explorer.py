@@ -24,7 +24,7 @@ from core.explore import (
 )
 from core.figures import difference_figure, top_classes_figure
 from core.imageio import load_tensor, png_bytes
-from core.measures import MEASURES
+from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS, get_model_spec, resolve_weights
 from pages.common import (
     MAX_IMAGE_MB,
@@ -49,7 +49,7 @@ RESULT = "explore.result"
 
 st.title("Attack explorer")
 st.caption("Pick a classifier, an image and an attack; press **Run**. The W-DRO attack spends a perceptual "
-           "budget (SSIM by default) instead of an L-inf or L2 radius.")
+           f"budget ({MEASURES[DEFAULT_COST].label} by default) instead of an L-inf or L2 radius.")
 
 controls, results = st.columns([1, 2.4], gap="large")
 
@@ -126,10 +126,11 @@ with controls:
     settings = AttackSettings(attack=attack)
     if attack == "wdro":
         metric = st.selectbox("Perceptual measure (transport cost)", costs, format_func=lambda m: MEASURES[m].label,
-                              key=keep(f"keep.metric.{spec.channels}x{spec.input_size}"),
+                              key=keep(f"keep.metric.{spec.channels}x{spec.input_size}",
+                                       DEFAULT_COST if DEFAULT_COST in costs else costs[0]),
                               help="Only the measures valid at this model's input size and channels are listed.")
         budget = st.select_slider(f"DRO budget delta (mean {MEASURES[metric].cost_formula})", BUDGETS,
-                                  key=keep(f"keep.budget.{metric}", 0.01), format_func=lambda v: f"{v:g}")
+                                  key=keep(f"keep.budget.{metric}", AttackSettings.budget), format_func=lambda v: f"{v:g}")
         settings = replace(settings, metric=metric, budget=budget)
     elif attack == "pgd-l2":
         settings = replace(settings, eps=st.slider("L2 radius eps", 0.1, 5.0, step=0.1, key=keep("keep.eps_l2", 1.0)))
@@ -188,8 +189,13 @@ with results:
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Attack succeeded", "yes" if out.success else "no")
     m2.metric("Prediction", out.pred_adv, delta=f"was {out.pred_clean}", delta_color="off")
-    m3.metric("SSIM", f"{out.measures['ssim']:.4f}" if "ssim" in out.measures else "n/a")
-    m4.metric("L-inf", f"{out.measures['linf'] * 255:.1f}/255")
+    spent = MEASURES[out.result.metric] if out.result.metric in MEASURES else None
+    m3.metric(f"Cost spent ({spent.label if spent else out.result.metric})", f"{float(out.result.cost[0]):.4g}",
+              help=f"the attack's own measure: {spent.cost_formula}" if spent else None)
+    judge = "linf" if out.result.metric != "linf" else "ssim-padded"  # a measure the attack did not optimise
+    value = out.measures.get(judge)
+    m4.metric(f"{MEASURES[judge].label} (not optimised)", "n/a" if value is None else
+              f"{value * 255:.1f}/255" if judge == "linf" else f"{value:.4f}")
     factor = st.slider("Amplification of the perturbation", 1, 100, key=keep("keep.factor"),
                        help="Changes the display only; the attack is not run again.")
     c1, c2, c3, c4 = st.columns(4)

@@ -11,7 +11,7 @@ from core.explore import measure_support
 from core.fairness_demo import ATTACKS, DEMO_MODELS, load_demo, load_demo_evaluation, train_and_evaluate
 from core.figures import CONDITIONS, cost_by_group, group_accuracy_bars, report_of, training_curves
 from core.jobs import Job, JobsBusy
-from core.measures import MEASURES
+from core.measures import DEFAULT_COST, MEASURES
 from core.training import TrainConfig
 from pages.common import DataChoice, data_source_ui, device, job_slots, keep, keep_choices, session_jobs, show_error
 
@@ -167,7 +167,7 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
             valid, _ = measure_support((1, 1, 28, 28) if dataset == DEFAULT else (1, 3, 64, 64))
             costs = [m for m in valid if m != "linf"]
             metric = f2.selectbox("Transport cost", costs, format_func=lambda m: MEASURES[m].label,
-                                  key=keep("keep.fair_metric", "ssim"))
+                                  key=keep("keep.fair_metric", DEFAULT_COST if DEFAULT_COST in costs else costs[0]))
             budget = f3.select_slider("DRO budget delta", BUDGETS, key=keep("keep.fair_budget", 0.03))
             cfg = replace(cfg, metric=metric, budget=float(budget))
         starts = ["scratch", *DEMO_MODELS] if dataset == DEFAULT and entries else ["scratch"]

@@ -19,7 +19,8 @@ st.metric("Running on", describe_device(device()))
 st.markdown(
     "- **Attack explorer**: one image, one attack; clean and attacked side by side, the perturbation, "
     "the SSIM map, class probabilities and every perceptual measure.\n"
-    "- **SSIM vs L-inf**: PGD-L-inf and W-DRO-SSIM at the same attack success on a batch of test images; "
+    "- **SSIM vs L-inf**: PGD-L-inf and W-DRO (padded-SSIM cost) at the same attack success on a batch of "
+    "test images; "
     "where the DRO budget goes.\n"
     "- **Method**: the formulation, what the budget delta and the multiplier gamma mean, references."
 )

@@ -47,7 +47,8 @@ st.markdown(
 
 st.subheader("Perceptual measures")
 st.dataframe([{"measure": m.label, "cost d(x, x')": m.cost_formula, "min side (px)": m.min_size,
-               "needs RGB": m.needs_rgb, "reference": m.reference} for m in MEASURES.values()], hide_index=True)
+               "needs RGB": m.needs_rgb, "note": m.note, "reference": m.reference} for m in MEASURES.values()],
+             hide_index=True)
 
 st.subheader("DRO training")
 st.markdown("Training minimises $R_\\delta(\\theta)$ over $\\theta$: the inner maximiser gives the worst-case "

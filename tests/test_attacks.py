@@ -271,6 +271,6 @@ def test_attack_rejects_bad_inputs(trained):
     with pytest.raises(TypeError, match="torch.Tensor"):
         attack(x.numpy(), y)
     with pytest.raises(ValueError, match="needs images of at least 11x11"):
-        WDRO(model, budget=0.1)(torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.int64))
+        WDRO(model, metric="ssim", budget=0.1)(torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="unknown attack"):
         get_attack("cw")

@@ -127,11 +127,11 @@ def test_attack_json_report_and_png(capsys, tmp_path, model, clean, attack):
     assert m["l2"] >= m["linf"] - 1e-6  # ||d||_2 >= ||d||_inf
 
     if attack == "wdro":
-        assert r["metric"] == "ssim"
+        assert r["metric"] == "ssim-padded"  # the default cost
         assert isinstance(r["gamma"], float) and r["gamma"] > 0.0
         assert r["steps"] == 30
         assert 0.0 < r["cost"] <= BUDGET * (1 + BUDGET_RTOL)
-        assert r["cost"] == pytest.approx(1.0 - m["ssim"], abs=1e-5)  # cost is 1 - SSIM
+        assert r["cost"] == pytest.approx(1.0 - m["ssim-padded"], abs=1e-5)  # cost is 1 - padded SSIM
     else:
         assert r["gamma"] is None
     if attack in ("pgd-linf", "fgsm"):
@@ -177,11 +177,11 @@ def test_attack_human_output(capsys, tmp_path):
 
 def test_attack_gamma_penalty_form(capsys, tmp_path):
     r = attack_json(capsys, tmp_path / "g.png", "--attack", "wdro", "--gamma", "5", "--steps", "20")
-    assert r["metric"] == "ssim"
+    assert r["metric"] == "ssim-padded"
     assert r["gamma"] == pytest.approx(5.0, rel=1e-6)  # fixed multiplier, reported as given
     assert r["steps"] == 20
     assert r["cost"] > 0.0
-    assert r["cost"] == pytest.approx(1.0 - r["measures"]["ssim"], abs=1e-5)
+    assert r["cost"] == pytest.approx(1.0 - r["measures"]["ssim-padded"], abs=1e-5)
     assert r["success"] == (r["pred_adv"] != r["pred_clean"])
 
 

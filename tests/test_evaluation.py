@@ -63,7 +63,7 @@ def test_evaluate_command_json(capsys):
     assert 0.8 <= report["clean_accuracy"] <= 1.0
     assert 0.0 <= report["robust_accuracy"] < report["clean_accuracy"]
     assert {"ssim", "psnr", "l2", "linf"} <= set(report["measures"])
-    assert report["measures"]["ssim"] == pytest.approx(0.99, abs=2e-3)  # mean 1 - SSIM = budget
+    assert report["measures"]["ssim-padded"] == pytest.approx(0.99, abs=2e-3)  # mean 1 - padded SSIM = budget
 
 
 @pytest.mark.parametrize(

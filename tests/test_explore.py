@@ -114,7 +114,7 @@ def test_measure_support_names_the_reason():
 
 def test_settings_describe_and_build(bundled):
     model, _ = bundled
-    assert AttackSettings(attack="wdro", budget=0.02).describe() == "W-DRO (perceptual), SSIM cost, budget delta = 0.02"
+    assert AttackSettings(attack="wdro", budget=0.02).describe() == "W-DRO (perceptual), SSIM (padded) cost, budget delta = 0.02"
     assert "gamma = 5" in AttackSettings(attack="wdro", gamma=5.0).describe()
     assert AttackSettings(attack="pgd-l2", eps=1.0).describe() == "PGD-L2, eps = 1"
     attack = AttackSettings(attack="wdro", gamma=5.0, steps=7, step_size=0.02, loss="ce").build(model)
@@ -157,7 +157,7 @@ def test_match_success_at_least_returns_the_smallest_budget_reaching_the_target(
         assert match.achieved >= between and match.param <= 8 / 255
 
 
-def test_compare_matches_damage_and_ssim_wins_on_ssim(bundled, batch):
+def test_compare_matches_damage_and_wdro_wins_on_its_cost(bundled, batch):
     model, _ = bundled
     x, y = batch
     seen = []
@@ -166,7 +166,7 @@ def test_compare_matches_damage_and_ssim_wins_on_ssim(bundled, batch):
     assert cmp.matched and abs(cmp.wdro.success_rate - cmp.pgd.success_rate) <= 1 / 24
     assert float(cmp.wdro.cost.mean()) <= cmp.budget * (1 + 1e-4)  # the distributional budget holds
     assert float(cmp.pointwise.cost.max()) <= cmp.budget * (1 + 1e-4)  # the pointwise one per image
-    assert float(cmp.wdro.measures["ssim"].mean()) > float(cmp.pgd.measures["ssim"].mean())
+    assert float(cmp.wdro.measures["ssim-padded"].mean()) > float(cmp.pgd.measures["ssim-padded"].mean())
     assert float(cmp.pgd.measures["linf"].max()) <= 4 / 255 + 1e-6
     rates = [p.success_rate for p in cmp.pgd_sweep]
     assert rates == sorted(rates)  # more radius, more damage

@@ -107,7 +107,7 @@ def cost_grad(m: Measure, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
 # 1. Cost: zero at identity, non-negative, growing with the perturbation.
 
 
-IDENTITY_SCORE = {"gmsd": 0.0, "l2": 0.0, "linf": 0.0, "psnr": 80.0, "vif": 1.0, **{n: 1.0 for n in SIMILARITIES}}
+IDENTITY_SCORE = {"ciede2000": 0.0, "gmsd": 0.0, "l2": 0.0, "linf": 0.0, "psnr": 80.0, "vif": 1.0, **{n: 1.0 for n in SIMILARITIES}}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -507,7 +507,8 @@ def test_evaluate_measures_returns_the_applicable_scores():
 def test_evaluate_measures_on_small_grayscale_and_by_name():
     x = 0.1 + 0.8 * torch.rand(3, 1, 28, 28)
     x_adv = perturbed(x, 0.05)
-    assert list(evaluate_measures(x, x_adv)) == ["ssim", "ssim-padded", "ms_ssim_small", "haarpsi", "gmsd", "psnr", "l2", "linf"]
+    assert list(evaluate_measures(x, x_adv)) == ["ssim", "ssim-padded", "ms_ssim_small", "haarpsi", "gmsd", "ciede2000", "psnr", "l2",
+                                             "linf"]
     chosen = evaluate_measures(x, x_adv, names=["linf", "psnr"])
     assert list(chosen) == ["linf", "psnr"]
     assert chosen["psnr"].shape == chosen["linf"].shape == (3,)

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from core.attacks.base import Attack, LossName, Perturbation, register_attack
-from core.measures import Measure, PreparedCost, get_measure
+from core.measures import DEFAULT_COST, Measure, PreparedCost, get_measure
 from core.validation import check_positive
 
 _BETAS = (0.9, 0.999)  # Adam's moment decay rates for the ascent direction
@@ -60,8 +60,9 @@ class WDRO(Attack):
 
     Args:
         model: Classifier on [0, 1] images.
-        metric: Transport cost: a registered measure name (``"ssim"``, ``"haarpsi"``, ...)
-            or a :class:`~core.measures.Measure`.
+        metric: Transport cost: a registered measure name (default
+            :data:`~core.measures.DEFAULT_COST`, SSIM of padded images; ``"ssim"``,
+            ``"haarpsi"``, ...) or a :class:`~core.measures.Measure`.
         gamma: Penalty form: the fixed multiplier (larger = cheaper-looking, milder attack).
         budget: Budget form: the DRO budget ``delta`` (mean cost for ``"distributional"``,
             per-image cost for ``"pointwise"``).
@@ -96,7 +97,7 @@ class WDRO(Attack):
         self,
         model: nn.Module,
         *,
-        metric: str | Measure = "ssim",
+        metric: str | Measure = DEFAULT_COST,
         gamma: float | None = None,
         budget: float | None = None,
         budget_mode: BudgetMode = "distributional",
