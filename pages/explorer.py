@@ -190,8 +190,8 @@ with results:
     m1.metric("Attack succeeded", "yes" if out.success else "no")
     m2.metric("Prediction", out.pred_adv, delta=f"was {out.pred_clean}", delta_color="off")
     spent = MEASURES[out.result.metric] if out.result.metric in MEASURES else None
-    m3.metric(f"Cost spent ({spent.label if spent else out.result.metric})", f"{float(out.result.cost[0]):.4g}",
-              help=f"the attack's own measure: {spent.cost_formula}" if spent else None)
+    m3.metric("Cost spent", f"{float(out.result.cost[0]):.4g}",
+              help=f"in the attack's own measure, {spent.label}: {spent.cost_formula}" if spent else None)
     judge = "linf" if out.result.metric != "linf" else "ssim-padded"  # a measure the attack did not optimise
     value = out.measures.get(judge)
     m4.metric(f"{MEASURES[judge].label} (not optimised)", "n/a" if value is None else
