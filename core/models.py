@@ -394,8 +394,8 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
     Convolutions and linear layers get PyTorch's default initialisation (Kaiming-uniform
     weights with ``a = sqrt(5)``, biases uniform in +-1/sqrt(fan_in)), normalisation layers
     ones and zeros, in the order the modules were built: with a generator seeded with ``s``
-    this equals building the module after ``torch.manual_seed(s)``, without touching torch's
-    process-wide generator (two trainings in one process stay independent).
+    this equals building the module right after seeding torch's global generator with ``s``,
+    without touching that process-wide generator (two trainings in one process stay independent).
 
     Raises:
         TypeError: a module with parameters of another kind (its default rule is unknown here).
