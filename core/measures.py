@@ -300,8 +300,8 @@ def padded_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     windows that fit inside the image, so it centres the 11x11 window only on pixels at least
     5 from the border. The outer 5-pixel frame is weighted only by the tails of the Gaussian
     windows centred further in: on 28x28 images that frame is 59 % of the pixels, and an
-    attack minimising ``1 - SSIM`` learns to hide its perturbation there (README, section
-    "Imperceptibility benchmark (matched damage)": with this measure as its cost, W-DRO's
+    attack minimising ``1 - SSIM`` learns to hide its perturbation there (
+    docs/imperceptibility-benchmark.md): with this measure as its cost, W-DRO's
     HaarPSI at 90 % success rises from 0.75 to 0.86). Reflect-padding both images by 5 pixels
     puts every pixel at the centre of a window, so a change anywhere is charged.
 
