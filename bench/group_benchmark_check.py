@@ -9,7 +9,7 @@ contrast) and prints the per-group accuracy on the held-out validation and test 
 (half of each inverted) for each seed. The requirement is a worst-group gap of at least
 5 points on held-out data, with the minority still learned. Latest output (CPU, one thread):
 the gap is 17.0 +- 1.7 points on validation and 14.9 +- 1.3 on test over seeds 0, 1, 2
-(README, "Fairness: DRO training", has the table).
+(docs/fairness-training.md has the table).
 """
 
 from __future__ import annotations

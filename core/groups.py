@@ -325,7 +325,7 @@ def load_fmnist_groups(
     frame is a few pixels a network can learn to ignore from few examples. Inverted
     images share no low-level features with the majority (every edge flips sign),
     so plain ERM learns them from the 5% minority alone and stays worse on them:
-    a gap that Group DRO closes (README, "Fairness: DRO training"). Measured with
+    a gap that Group DRO closes (docs/fairness-training.md). Measured with
     ``python -m bench.group_benchmark_check`` (ERM, 6 epochs on 12,000 images, CPU):
     its output is in that script's docstring.
 

@@ -36,7 +36,8 @@ def show_benchmark() -> None:
         return
     st.caption("Every attack tuned to the same attack success rate on the same 1,000 correctly classified test "
                "images, judged on measures it did not optimise (° marks the one it does). Bold: the best of the "
-               "column. Regenerate with `python -m bench.matched_damage`; the README reads the result.")
+               "column. Regenerate with `python -m bench.matched_damage`; docs/imperceptibility-benchmark.md reads "
+               "the result.")
     st.markdown(table.read_text())
     if frontier.is_file():
         st.image(str(frontier), caption="attack success against the mean perceptual cost of the fooled images")

@@ -57,8 +57,8 @@ def percent(report: dict, key: str) -> str:
 st.title("Group fairness before and after DRO training")
 st.caption("A classifier trained by plain ERM learns a minority group less well. W-DRO training with a "
            "perceptual transport cost trains on the worst case in a Wasserstein ball around the data, without "
-           "reading a group label; below, how each group fares before and after. The README's 3-seed benchmark "
-           "says how far the gain holds: a little over ERM trained as long, not over ERM trained twice as long.")
+           "reading a group label; below, how each group fares before and after. The 3-seed benchmark "
+           "(docs/fairness-training.md) says how far the gain holds: a little over ERM trained as long, not over ERM trained twice as long.")
 
 # -- data set and models -------------------------------------------------------------------------------
 c1, c2 = st.columns([1, 2])
