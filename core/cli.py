@@ -105,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--width", type=int, default=TrainConfig.width, help="filters of the first convolution")
     fit.add_argument("--inner-steps", type=int, default=TrainConfig.inner_steps, help="wdro: ascent steps per visit")
     fit.add_argument("--step-size", type=float, default=TrainConfig.step_size, help="wdro: ascent step (pixels)")
-    fit.add_argument("--budget-mode", choices=("mean", "pointwise"), default=TrainConfig.budget_mode,
-                     help="wdro budget form: mean cost <= budget (default) or every example's cost <= budget")
+    fit.add_argument("--budget-mode", choices=("distributional", "pointwise"), default=TrainConfig.budget_mode,
+                     help="wdro budget form: the batch's mean cost <= budget (distributional, default) or every "
+                          "example's cost <= budget (pointwise), as WDRO(budget_mode=...)")
     fit.add_argument("--clean-weight", type=float, default=TrainConfig.clean_weight,
                      help="wdro: weight w of the clean loss in (1 - w) * worst-case + w * clean (default 0)")
     fit.add_argument("--naive-steps", type=int, default=TrainConfig.naive_steps, help="wdro-naive: steps per round")

@@ -6,7 +6,7 @@ with one of five methods (:data:`METHODS`):
 * ``"erm"``: plain cross-entropy.
 * ``"wdro"``: **fast** W-DRO training. Minimises the worst-case risk in a Wasserstein
   ball whose transport cost is a registered perceptual measure (``cfg.metric``, SSIM by
-  default), budget form (``cfg.budget``, mean cost) or penalty form (``cfg.gamma``).
+  default), budget form (``cfg.budget``, distributional: the mean cost) or penalty form (``cfg.gamma``).
   Three ideas make it cheap (see "Fast W-DRO" below).
 * ``"wdro-naive"``: the reference nested loop: for **every batch** the inner problem is
   solved by :class:`~core.attacks.WDRO` with many ascent steps and, in the budget form,
@@ -30,7 +30,9 @@ Fast W-DRO (``"wdro"``), per batch, with ``K = cfg.inner_steps`` (default 1):
 2. *Online dual update.* ``log gamma`` is one number carried across batches and moved
    after each batch by ``dual_lr * log(mean cost / budget)`` (clipped to [-1, 1]): the
    dual gradient of ``gamma * delta + E[sup l - gamma d]`` is ``delta - mean cost``, and
-   the multiplicative step is scale-free in the measure. No bisection.
+   the multiplicative step is scale-free in the measure. No bisection. The rule and the
+   final line search onto the budget are the attack's own
+   (:mod:`core.attacks.dro_budget`), with training's parameters.
 3. *Reused backward pass* (as in "free" adversarial training, Shafahi et al. 2019): the
    training step's backward pass gives the weight gradient *and* the input gradient at
    the training point; the latter is one more ascent step, stored for the next visit.
@@ -102,6 +104,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.attacks import WDRO, PGDLinf
+from core.attacks.dro_budget import BUDGET_MODES, dual_step, fit_budget
 from core.fairness import group_accuracy
 from core.groups import GroupDataset
 from core.measures import DEFAULT_COST, get_measure
@@ -122,6 +125,7 @@ NO_GROUPS = "group-dro needs group labels, but the training set has {n} group(s)
 MISMATCH = "checkpoint {path} was written by another run: its {key} is {theirs!r}, this run's is {ours!r}"
 NOT_TRAINED = "{path}: expected a training output folder (with {model} and {info}) or a checkpoint file"
 BAD_VALUE = "{name}: expected {expected}, got {value!r}"
+FIT_ROUNDS = 12  # bisection rounds of the line search onto the budget, per batch (the attack uses 30)
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ class TrainConfig:
     width: int = 16  # filters of the first convolution (SmallCNN for 28 px, SmallResNet otherwise)
     # --- W-DRO (both "wdro" and "wdro-naive")
     metric: str = DEFAULT_COST  # transport cost: any registered measure (default: SSIM of padded images)
-    budget: float | None = 0.03  # budget form: mean cost delta (set gamma=None)
+    budget: float | None = 0.03  # budget form: the DRO budget delta (set gamma=None); see budget_mode
     gamma: float | None = None  # penalty form: fixed multiplier (set budget=None)
     # --- fast W-DRO
     inner_steps: int = 1  # ascent steps per visit before the training step (one more comes free)
@@ -155,7 +159,7 @@ class TrainConfig:
     dual_lr: float = 0.2  # step of the online update of log gamma per batch (0.05 was too slow to reach the
     # budget within a few hundred batches: measured, see README)
     fit_budget: bool = True  # budget form: pull each batch back onto the budget (cost-only line search)
-    budget_mode: str = "mean"  # fast W-DRO, budget form: "mean" (distributional: the batch's mean cost <= budget,
+    budget_mode: str = "distributional"  # fast W-DRO, budget form: "distributional" (the batch's mean cost <= budget,
     # online gamma) or "pointwise" (every example's cost <= budget: ascent on the loss alone, then each example
     # shrunk onto its own budget; no gamma)
     clean_weight: float = 0.0  # fast W-DRO: train on (1 - w) * worst-case loss + w * clean loss (one more pass)
@@ -187,10 +191,13 @@ class TrainConfig:
                 if value is not None and not (isinstance(value, (int, float)) and value > 0):
                     raise ValueError(BAD_VALUE.format(name=name, expected="a positive number or None", value=value))
             get_measure(self.metric)  # unknown names raise with the list of known ones
-        if self.budget_mode not in ("mean", "pointwise"):
-            raise ValueError(BAD_VALUE.format(name="budget_mode", expected="'mean' or 'pointwise'", value=self.budget_mode))
+        if self.budget_mode == "mean":  # the name before 2026-12: the same budget as the attack's "distributional"
+            object.__setattr__(self, "budget_mode", "distributional")
+        if self.budget_mode not in BUDGET_MODES:
+            raise ValueError(BAD_VALUE.format(name="budget_mode", expected="'distributional' or 'pointwise'",
+                                              value=self.budget_mode))
         if self.budget_mode == "pointwise" and (self.method != "wdro" or self.budget is None):
-            raise ValueError(BAD_VALUE.format(name="budget_mode", expected="'mean' unless method='wdro' with a budget",
+            raise ValueError(BAD_VALUE.format(name="budget_mode", expected="'distributional' unless method='wdro' with a budget",
                                               value=self.budget_mode))
         if not (isinstance(self.clean_weight, (int, float)) and 0 <= self.clean_weight < 1):
             raise ValueError(BAD_VALUE.format(name="clean_weight", expected="a number in [0, 1)", value=self.clean_weight))
@@ -308,14 +315,16 @@ def update_group_weights(q: torch.Tensor, group_loss: torch.Tensor, step: float)
 
 
 def dual_update(log_gamma: float, mean_cost: float, budget: float, lr: float) -> float:
-    """Online dual step of the budget form: ``log gamma += lr * clip(log(mean_cost / budget), -1, 1)``.
+    """Training's online dual step, once per batch: the shared rule aimed at the budget, clipped to [-1, 1].
 
-    The dual objective ``gamma * budget + E[sup l - gamma d]`` has derivative
-    ``budget - mean cost`` in ``gamma``: when the perturbations cost more than the budget,
-    ``gamma`` (the price of cost) goes up, and down when they cost less.
+    ``log gamma += lr * clip(log(mean_cost / budget), -1, 1)``: see
+    :func:`core.attacks.dro_budget.dual_step` (the attack uses the same rule with its own
+    aim and clip). When the perturbations cost more than the budget, ``gamma`` (the price
+    of cost) goes up, and down when they cost less.
     """
-    ratio = math.log(max(mean_cost, 1e-3 * budget) / budget)
-    return log_gamma + lr * max(-1.0, min(1.0, ratio))
+    step = dual_step(torch.tensor(log_gamma, dtype=torch.float64), torch.tensor(mean_cost, dtype=torch.float64),
+                     budget, lr=lr, aim=1.0, clip=(-1.0, 1.0))
+    return float(step)
 
 
 def lr_at(step: int, total: int, peak: float, warmup: float = 0.15) -> float:
@@ -675,7 +684,7 @@ class _MethodState:
         with torch.no_grad():
             cost = self.cost_fn(x_adv).nan_to_num(0.0)  # (N,) the cost of the ascent's points
         if self.pointwise:
-            x_adv = _fit_budget_pointwise(x, x_adv.detach(), self.cost_fn, cfg.budget)
+            x_adv = fit_budget(x, x_adv.detach(), self.cost_fn, cfg.budget, mode="pointwise", rounds=FIT_ROUNDS)
             with torch.no_grad():
                 cost = self.cost_fn(x_adv).nan_to_num(0.0)
         elif cfg.budget is not None:
@@ -683,7 +692,7 @@ class _MethodState:
             mean_cost = float(stats[0] / stats[1])
             self.log_gamma = dual_update(self.log_gamma, mean_cost, cfg.budget, cfg.dual_lr)
             if cfg.fit_budget and mean_cost > cfg.budget:
-                x_adv = _fit_budget(x, x_adv.detach(), self.cost_fn, cfg.budget)
+                x_adv = fit_budget(x, x_adv.detach(), self.cost_fn, cfg.budget, rounds=FIT_ROUNDS)
                 with torch.no_grad():
                     cost = self.cost_fn(x_adv).nan_to_num(0.0)
         return x_adv.detach(), cost
@@ -753,36 +762,6 @@ def _ascent_step(step_size: float, fraction: float) -> float:
     warm-started ascent settle too.
     """
     return step_size * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0))))
-
-
-@torch.no_grad()
-def _fit_budget(x: torch.Tensor, x_adv: torch.Tensor, cost_fn, budget: float, rounds: int = 12) -> torch.Tensor:
-    """Shrink the batch's perturbations by one factor so that the mean cost fits the budget (bisection, cost only)."""
-    delta = x_adv - x
-    lo, hi = 0.0, 1.0
-    for _ in range(rounds):
-        mid = (lo + hi) / 2
-        if float(cost_fn(x + mid * delta).nan_to_num(0.0).mean()) <= budget:
-            lo = mid
-        else:
-            hi = mid
-    return x + lo * delta
-
-
-@torch.no_grad()
-def _fit_budget_pointwise(x: torch.Tensor, x_adv: torch.Tensor, cost_fn, budget: float, rounds: int = 12) -> torch.Tensor:
-    """Shrink each example's perturbation by its own factor so that its cost is at most ``budget`` (bisection)."""
-    delta = x_adv - x
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    over = cost_fn(x_adv).nan_to_num(float("inf")) > budget
-    lo = torch.where(over, 0.0, 1.0).to(x.dtype)
-    hi = torch.ones_like(lo)
-    for _ in range(rounds):
-        mid = (lo + hi) / 2
-        ok = cost_fn(x + mid.view(shape) * delta).nan_to_num(float("inf")) <= budget
-        lo = torch.where(over & ok, mid, lo)
-        hi = torch.where(over & ~ok, mid, hi)
-    return x + lo.view(shape) * delta
 
 
 # --------------------------------------------------------------------------- evaluation during training

@@ -11,7 +11,8 @@ budget ``delta``, strong duality gives
   equals the budget. ``dual="online"`` updates ``log gamma`` by the dual gradient
   ``mean cost - delta`` after every ascent step (one pass); ``dual="bisection"`` runs the
   whole penalty-form ascent for each ``gamma`` of a bisection on ``log gamma`` (the
-  reference, several passes).
+  reference, several passes). The online rule and the final line search onto the budget
+  are :mod:`core.attacks.dro_budget`'s, shared with W-DRO training (its parameters differ).
 * ``budget_mode="distributional"`` holds the batch average of the cost to ``delta``: the
   worst case spends more on images that are cheap to flip, nothing on hopeless ones.
   ``"pointwise"`` holds every image to ``delta`` (one multiplier per image).
@@ -43,11 +44,11 @@ import torch
 from torch import nn
 
 from core.attacks.base import Attack, LossName, Perturbation, register_attack
+from core.attacks.dro_budget import BudgetMode, check_budget_mode, dual_step, fit_budget
 from core.measures import DEFAULT_COST, Measure, PreparedCost, get_measure
 from core.validation import check_positive
 
 _BETAS = (0.9, 0.999)  # Adam's moment decay rates for the ascent direction
-BudgetMode = Literal["distributional", "pointwise"]
 DualMethod = Literal["online", "bisection"]
 
 ONE_FORM = "give exactly one of gamma (penalty form) or budget (budget form), got gamma={gamma!r}, budget={budget!r}"
@@ -117,8 +118,7 @@ class WDRO(Attack):
         super().__init__(model, loss=loss, kappa=kappa)
         if (gamma is None) == (budget is None):
             raise ValueError(ONE_FORM.format(gamma=gamma, budget=budget))
-        if budget_mode not in ("distributional", "pointwise"):
-            raise ValueError(f"budget_mode: expected 'distributional' or 'pointwise', got {budget_mode!r}")
+        check_budget_mode(budget_mode)
         if dual not in ("online", "bisection"):
             raise ValueError(f"dual: expected 'online' or 'bisection', got {dual!r}")
         if int(steps) < 1:
@@ -246,48 +246,22 @@ class WDRO(Attack):
     # -- pieces ------------------------------------------------------------------------------
 
     def _dual_step(self, log_gamma: torch.Tensor, cost: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
-        """Move ``log gamma`` along the dual gradient: up when the cost is over the aim, down when under.
+        """The shared online step (:func:`~core.attacks.dro_budget.dual_step`), aimed at ``dual_aim * budget``.
 
-        The step is ``dual_lr * log(cost / (aim * budget))``, clipped to [-1, 3]: a
-        multiplicative update that is fast both ways and scale-free in the measure.
+        Clipped to [-1, 3]: one pass over the batch must find the budget, so the price may
+        rise fast. Images with a non-finite loss, cost or gradient keep their multiplier
+        (pointwise) or are left out of the batch's mean (distributional).
         """
-        target = self.dual_aim * self.budget
+        rule = dict(lr=self.dual_lr, aim=self.dual_aim, clip=(-1.0, 3.0))
         if self.budget_mode == "pointwise":
-            ratio = torch.log((cost.nan_to_num(0.0).clamp_min(0.0) + 1e-3 * target) / target).clamp(-1.0, 3.0)
-            return log_gamma + self.dual_lr * torch.where(finite, ratio, 0.0)
+            return torch.where(finite, dual_step(log_gamma, cost, self.budget, **rule), log_gamma)
         if not bool(finite.any()):
             return log_gamma
-        ratio = torch.log((cost[finite].mean() + 1e-3 * target) / target).clamp(-1.0, 3.0)
-        return log_gamma + self.dual_lr * ratio
+        return dual_step(log_gamma, cost[finite].mean(), self.budget, **rule)
 
-    @torch.no_grad()
     def _fit_budget(self, x: torch.Tensor, x_adv: torch.Tensor, cost_fn: PreparedCost) -> torch.Tensor:
-        """Pull ``x_adv`` back along the segment to ``x`` until the budget holds (30 bisection steps).
-
-        Distributional: one shrink factor for the batch so that the mean cost fits.
-        Pointwise: one factor per image. Only the cost is evaluated, not the model.
-        """
-        delta = x_adv - x
-        cost = cost_fn(x_adv)
-        if self.budget_mode == "pointwise":
-            done = cost <= self.budget  # these keep their full perturbation
-            lo = done.to(x.dtype)
-            hi = torch.ones_like(lo)
-            for _ in range(30):
-                mid = (lo + hi) / 2
-                ok = (cost_fn(x + mid.view(-1, 1, 1, 1) * delta) <= self.budget) & ~done
-                lo, hi = torch.where(ok, mid, lo), torch.where(ok | done, hi, mid)
-            return x + lo.view(-1, 1, 1, 1) * delta
-        if float(cost.mean()) <= self.budget:
-            return x_adv
-        lo, hi = 0.0, 1.0
-        for _ in range(30):
-            mid = (lo + hi) / 2
-            if float(cost_fn(x + mid * delta).mean()) <= self.budget:
-                lo = mid
-            else:
-                hi = mid
-        return x + lo * delta
+        """The shared line search (:func:`~core.attacks.dro_budget.fit_budget`), 30 rounds."""
+        return fit_budget(x, x_adv, cost_fn, self.budget, mode=self.budget_mode, rounds=30)
 
     def _clip(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         if self.linf_cap is not None:
