@@ -24,6 +24,8 @@ from core.safepaths import DATA_ROOTS_VARIABLE, data_roots, resolve_inside, unpa
 
 SAVED = "saved."  # session-state prefix of the copies that outlive a widget
 KEPT = "kept.keys"  # the widget keys whose values are copied
+RUN = "kept.run"  # counts the script runs of the session (keep_choices starts each)
+DRAWN = "kept.drawn"  # {widget key: the run in which keep() last saw it drawn}
 NAVIGATION_CHECKED = "nav.checked"  # see _use_navigation
 MAX_IMAGE_MB = 20  # per-widget upload limits, in MB (the server's own limit is .streamlit/config.toml's)
 MAX_ZIP_MB = 200
@@ -32,20 +34,33 @@ _NO_DEFAULT = object()
 
 
 def keep(key: str, default: object = _NO_DEFAULT) -> str:
-    """A widget key whose value survives moving to another page and back.
+    """A widget key whose value survives moving to another page and back, or the widget being hidden.
 
     Streamlit forgets a widget's value at the end of a run in which the widget was not
-    drawn (another page). The value is copied to ``saved.<key>`` at the start of every run
-    (:func:`keep_choices`, which every page calls first) and written back here, before the
-    widget is drawn again. ``default`` seeds the widget the first time (instead of its ``value=``).
+    drawn (another page, or a branch of the page not taken). The value is copied to
+    ``saved.<key>`` at the start of every run (:func:`keep_choices`, which every page calls
+    first) and written back here, before the widget is drawn again. ``default`` seeds the
+    widget the first time (instead of its ``value=``).
+
+    A widget that was not drawn in the previous run gets its value written through the
+    Session State API even while the server still holds it: the browser built that widget
+    anew, showing the widget's own default (for ``st.select_slider``, its first option),
+    and a value Streamlit thinks unchanged is not sent to it, so the next click would send
+    the default back (a DRO budget of 0.01 came back as 0.0001 after switching the attack
+    away and back).
     """
     state = st.session_state
     state.setdefault(KEPT, set()).add(key)
-    if key not in state:
-        if SAVED + key in state:
+    drawn = state.setdefault(DRAWN, {})
+    run = state.get(RUN, 0)
+    if key not in state or drawn.get(key) not in (run - 1, run):
+        if key in state:
+            state[key] = state[key]
+        elif SAVED + key in state:
             state[key] = state[SAVED + key]
         elif default is not _NO_DEFAULT:
             state[key] = default
+    drawn[key] = run
     return key
 
 
@@ -57,6 +72,7 @@ def keep_choices() -> None:
     """
     _use_navigation()
     state = st.session_state
+    state[RUN] = state.get(RUN, 0) + 1
     for key in state.get(KEPT, ()):
         if key in state:
             state[SAVED + key] = state[key]

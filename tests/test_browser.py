@@ -248,3 +248,24 @@ def test_a_zipped_csv_data_set_trains_in_the_page(server, page):
     no_exception(page)
     assert page.get_by_test_id("stAlertContentError").count() == 0
     shot(page, "fairness-zip")
+
+
+def test_a_hidden_select_slider_comes_back_with_its_value(server, page):
+    """The DRO budget survives switching the attack away and back (it used to come back as its first option)."""
+    run = page.get_by_role("button", name="Run", exact=True)
+    page.goto(f"{server}/explorer")
+    expect(run).to_be_visible(timeout=RENDER_TIMEOUT)
+    slider = page.get_by_test_id("stSlider").filter(has_text="DRO budget").first.get_by_role("slider")
+    expect(slider).to_have_attribute("aria-valuetext", "0.02", timeout=RENDER_TIMEOUT)
+    slider.focus()
+    page.keyboard.press("ArrowLeft")
+    expect(slider).to_have_attribute("aria-valuetext", "0.01", timeout=RENDER_TIMEOUT)
+    choose(page, "Attack", "PGD-L-inf")
+    expect(page.get_by_text("L-inf radius eps (in 1/255)")).to_be_visible(timeout=RENDER_TIMEOUT)
+    choose(page, "Attack", "W-DRO (perceptual)")
+    expect(slider).to_have_attribute("aria-valuetext", "0.01", timeout=RENDER_TIMEOUT)
+    run.click()  # the budget the server attacks with is the one shown
+    cost = page.get_by_test_id("stMetric").filter(has_text="Cost spent").first.get_by_test_id("stMetricValue")
+    expect(cost).to_be_visible(timeout=RENDER_TIMEOUT)
+    assert 0.005 < float(cost.inner_text()) <= 0.01 * (1 + 1e-4)
+    no_exception(page)
