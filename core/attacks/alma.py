@@ -76,15 +76,22 @@ class ALMA(Attack):
     constraint the difference of logits ratio with tolerance 1e-4; ``mu_init`` 1, ``rho_init``
     1, ``check_steps`` (the paper's M) 10, ``tau`` 0.95, ``rho_growth`` (the paper's gamma) 1.2;
     RMSProp with momentum, both weighted by ``alpha``, squared-gradient average started at 1;
-    the first step descends the penalty alone, and its learning rate is found per image by a
-    line search so that it moves the distance by ``init_lr_distance`` = 1e-4 (the paper's
-    epsilon for SSIM); the learning rate then decays exponentially to ``lr_reduction`` = 0.01
-    of its start between the step an image is first fooled and the last step.
+    the first step descends the penalty alone; the learning rate starts at ``lr_init`` = 0.1
+    (adv_lib's default) and decays exponentially to ``lr_reduction`` = 0.01 of its start
+    between the step an image is first fooled and the last step.
 
     Changes: the default is the paper's short configuration, 100 steps with ``alpha`` 0.5 (its
     100-step runs), rather than its main one, 1000 steps with ``alpha`` 0.9 (pass
     ``steps=1000``; ``alpha=None`` picks 0.9 above 100 steps), so that it costs what
-    W-DRO-SSIM's 100 steps cost. SSIM is this project's separable-Gaussian SSIM
+    W-DRO's 100 steps cost. ``init_lr_distance`` (the paper's epsilon: each image's first
+    learning rate found by a line search so that the first step adds that distance; 1e-4 for
+    SSIM) is off by default: chosen on the validation images (bundled test images 1500-1999,
+    128 of them, 100 steps), it made the attack weaker on both bundled models and both SSIM
+    costs, the median 1 - SSIM of the fooled images 0.00085 against 0.00014 (fmnist-cnn,
+    valid SSIM) and the 90th percentile 0.109 against 0.018 (padded SSIM); at 20 steps it is
+    the stronger choice (0.048 against 0.064). With the same settings this implementation
+    matches adv_lib's ``alma`` (``python -m bench.reference_check``). SSIM is this project's
+    separable-Gaussian SSIM
     (``core.measures``: piq's, 11-pixel window, sigma 1.5, valid convolution; piq average-pools
     images of 256 pixels or more first, adv_lib does not). Success is tracked by the arg-max,
     as the base class reports it, rather than by the sign of the DLR. The initial line search
@@ -103,8 +110,8 @@ class ALMA(Attack):
         distance: The registered measure whose cost is minimised (default ``"ssim"``, the
             paper's; any registered measure works, as in the reference implementation, so
             ALMA can run with the same cost as W-DRO).
-        init_lr_distance: Distance the first step should add (sets each image's learning rate);
-            ``None`` uses ``lr_init`` for every image.
+        init_lr_distance: Distance the first step should add (sets each image's learning rate;
+            the paper uses 1e-4 for SSIM); ``None`` (default) uses ``lr_init`` for every image.
         lr_init: Learning rate when ``init_lr_distance`` is ``None``.
         lr_reduction: Final learning rate as a fraction of the initial one.
         mu_init: Initial multiplier ``mu``.
@@ -140,7 +147,7 @@ class ALMA(Attack):
         *,
         steps: int = 100,
         distance: str = "ssim",
-        init_lr_distance: float | None = 1e-4,
+        init_lr_distance: float | None = None,
         lr_init: float = 0.1,
         lr_reduction: float = 0.01,
         mu_init: float = 1.0,
