@@ -101,7 +101,7 @@ def entries(steps: int, linf_cap: float, investigate: bool) -> list[Entry]:
               note="the old default cost, valid-window SSIM (blind 5-px frame); otherwise the same"),
         Entry("ddn", "l2", lambda m, _: DDN(m, steps=steps), minimal=True, note=f"{steps} steps (Rony et al. 2019)"),
         Entry("alma-ssim", "ssim", lambda m, _: ALMA(m, steps=steps), minimal=True,
-              note=f"{steps} steps, alpha 0.5 (Rony et al. 2021)"),
+              note=f"{steps} steps, alpha 0.5, lr_init 0.1 (Rony et al. 2021; adv_lib's start)"),
         Entry(f"alma-{DEFAULT_COST}", DEFAULT_COST, lambda m, _: ALMA(m, steps=steps, distance=DEFAULT_COST),
               minimal=True, note="ALMA with W-DRO's default cost as its distance"),
         Entry("perc-al", "ciede2000", lambda m, _: PerCAL(m, steps=steps), minimal=True,

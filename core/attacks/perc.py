@@ -48,7 +48,10 @@ class PerCAL(Attack):
     offsets of 1e-4 that shift its branch points) with finite gradients at greys; the two
     gradients are taken at the same point in one forward and backward pass (the masks are
     disjoint, so each image's step is the paper's); 8-bit quantisation (always on in the
-    paper) is optional via ``levels=256`` and, when on, applies to the iterate; the best
+    paper) is optional via ``levels=256`` and, when on, as in the reference, the iterate stays
+    continuous and its rounded copy is the candidate that is checked and returned (rounding
+    the iterate itself undoes the small colour steps: measured, the attack then stopped
+    improving after 20 steps, ``||Delta E_00||_2`` 146 against the reference's 90); the best
     adversarial is ranked by its own colour distance; the last iterate is checked too;
     optional ``max_distance`` budget.
 
@@ -105,6 +108,7 @@ class PerCAL(Attack):
         distance = prepared_distance(to_lab(x))
         best = BestAdversarial(x, max_distance=self.max_distance)
         x_adv = x.clone()
+        is_adv = None  # quantised: whether the rounded copy of the iterate fools the model
         for i in range(self.steps):
             anneal = 0.5 * (1 + math.cos(math.pi * i / self.steps))
             alpha_l = self.alpha_l / 100 + (self.alpha_l - self.alpha_l / 100) * anneal
@@ -113,15 +117,22 @@ class PerCAL(Attack):
             logits = self.model(x_adv)
             loss = self.per_sample_loss(logits, y, target)  # (N,) ascending it leaves y / reaches target
             dist = distance(x_adv)  # (N,)
-            is_adv = is_adversarial(logits.detach(), y, target)
-            best.update(x_adv, dist, is_adv)
+            if self.levels is None or is_adv is None:
+                is_adv = is_adversarial(logits.detach(), y, target)
+            if self.levels is None:
+                best.update(x_adv, dist, is_adv)
             # adversarial images descend the colour distance, the others ascend the loss
             objective = torch.where(is_adv, -dist, loss)
             (grad,) = torch.autograd.grad(objective.sum(), x_adv)
             with torch.no_grad():
                 step = torch.where(is_adv, alpha_c, alpha_l).to(x.dtype).view(-1, 1, 1, 1)
-                x_adv = quantize((x_adv.detach() + step * unit_l2(grad, generator)).clamp(0.0, 1.0), self.levels)
+                x_adv = (x_adv.detach() + step * unit_l2(grad, generator)).clamp(0.0, 1.0)
+                if self.levels is not None:  # the iterate stays continuous; its rounded copy is the candidate
+                    rounded = quantize(x_adv, self.levels)
+                    is_adv = is_adversarial(self.model(rounded), y, target)
+                    best.update(rounded, distance(rounded), is_adv)
             self._step_done(i + 1, self.steps)
-        with torch.no_grad():
-            best.update(x_adv, distance(x_adv), is_adversarial(self.model(x_adv), y, target))
+        if self.levels is None:
+            with torch.no_grad():
+                best.update(x_adv, distance(x_adv), is_adversarial(self.model(x_adv), y, target))
         return Perturbation(x_adv=best.x_adv, steps=self.steps)
