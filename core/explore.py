@@ -96,6 +96,8 @@ class Exploration:
         difference: (H, W) local dissimilarity ``1 - SSIM`` map, in [0, 2] (0 where the images agree).
         measures: ``{measure name: score}`` for every measure valid at this size.
         skipped: ``{measure name: why}`` for the measures this image is too small or too gray for.
+        labelled: Whether the image's true class was given; if not, the attack's label is the
+            model's clean prediction and :attr:`label` says so.
     """
 
     x: torch.Tensor
@@ -105,6 +107,7 @@ class Exploration:
     difference: torch.Tensor
     measures: dict[str, float]
     skipped: dict[str, str] = field(default_factory=dict)
+    labelled: bool = True
 
     @property
     def x_adv(self) -> torch.Tensor:
@@ -116,7 +119,9 @@ class Exploration:
 
     @property
     def label(self) -> str:
-        return self.labels[int(self.result.y[0])]
+        """The true class, or ``"unknown (attacked: <clean prediction>)"`` for an unlabelled image."""
+        name = self.labels[int(self.result.y[0])]
+        return name if self.labelled else f"unknown (attacked: {name})"
 
     @property
     def pred_clean(self) -> str:
@@ -225,6 +230,7 @@ def run_attack(
         difference=difference,
         measures={name: float(v[0]) for name, v in result.measures.items()},
         skipped=skipped,
+        labelled=label is not None,
     )
 
 

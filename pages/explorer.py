@@ -208,7 +208,8 @@ with results:
         st.caption(f"where SSIM sees the change: local 1 - SSIM (max {float(out.difference.max()):.3f})")
     left, right = st.columns([1.2, 1])
     with left:
-        st.plotly_chart(top_classes_figure(out.top_classes(5), title=f"Top classes (true: {out.label})"),
+        title = f"Top classes (true: {out.label})" if out.labelled else "Top classes (true class unknown)"
+        st.plotly_chart(top_classes_figure(out.top_classes(5), title=title),
                         width="stretch", key="explore.top5")
     with right:
         rows = [{
