@@ -24,11 +24,11 @@ from typing import NoReturn
 
 import torch
 
-from core.attacks import ATTACKS, WDRO, Attack, AttackResult, get_attack
+from core.attacks import ATTACKS, Attack, AttackResult
 from core.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 from core.device import default_device
 from core.evaluation import evaluate
-from core.explore import AttackSettings
+from core.attacks.options import DEFAULT_BUDGET, DEFAULT_LOSS, AttackOptions
 from core.imageio import load_tensor, save_png
 from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS, get_model_spec, load_model, load_torchscript
@@ -36,10 +36,6 @@ from core.training import METHODS, TrainConfig
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
-DEFAULT_BUDGET = AttackSettings.budget  # mean cost (the app's default too) when neither --budget nor --gamma is given
-DEFAULT_EPS = {"pgd-linf": 8 / 255, "fgsm": 8 / 255, "pgd-l2": 1.0}
-# minimal-perturbation attacks: --eps is an optional cap on their own distance (none by default)
-MINIMAL_BUDGET = {"ddn": "max_norm", "alma-ssim": "max_distance", "perc-al": "max_distance"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -148,6 +144,8 @@ def _add_attack_options(parser: argparse.ArgumentParser) -> None:
                       "ddn, alma-ssim, perc-al: optional cap on their distance (L2, 1 - SSIM, CIEDE2000)")
     parser.add_argument("--linf-cap", type=float, help="wdro: cap on the L-inf norm of the perturbation")
     parser.add_argument("--steps", type=int, help="ascent steps (default: 100 for wdro, 10 for pgd)")
+    parser.add_argument("--loss", choices=("margin", "ce"), default=DEFAULT_LOSS,
+                        help=f"wdro, pgd, fgsm: margin (capped Carlini-Wagner) or cross-entropy (default {DEFAULT_LOSS})")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -206,24 +204,9 @@ def _attack(args: argparse.Namespace, device: torch.device) -> int:
 
 def _build_attack(args: argparse.Namespace, model: torch.nn.Module) -> Attack:
     """The attack named by ``--attack`` with the options that apply to it (others are refused)."""
-    cls = get_attack(args.attack)
-    if cls is WDRO:
-        if args.eps is not None:
-            raise ValueError("--eps is for pgd-linf, pgd-l2 and fgsm; wdro takes --budget or --gamma (and --linf-cap)")
-        budget = args.budget if args.gamma is None and args.budget is not None else None
-        if args.gamma is None and budget is None:
-            budget = DEFAULT_BUDGET
-        kwargs = dict(metric=args.metric, gamma=args.gamma, budget=budget, linf_cap=args.linf_cap)
-    else:
-        if args.budget is not None or args.gamma is not None or args.linf_cap is not None:
-            raise ValueError(f"{args.attack} takes --eps, not --budget, --gamma or --linf-cap")
-        if args.attack in MINIMAL_BUDGET:
-            kwargs = {MINIMAL_BUDGET[args.attack]: args.eps}
-        else:
-            kwargs = dict(eps=args.eps if args.eps is not None else DEFAULT_EPS[args.attack])
-    if args.steps is not None and args.attack != "fgsm":
-        kwargs["steps"] = args.steps
-    return cls(model, **kwargs)
+    options = AttackOptions(attack=args.attack, metric=args.metric, budget=args.budget, gamma=args.gamma,
+                            eps=args.eps, linf_cap=args.linf_cap, steps=args.steps, loss=args.loss)
+    return options.build(model)
 
 
 def _evaluate(args: argparse.Namespace, device: torch.device) -> int:

@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.attacks import WDRO, Attack, AttackResult, get_attack
-from core.measures import DEFAULT_COST, MEASURES, get_measure, ssim_map
+from core.attacks import AttackResult
+from core.attacks.options import AttackOptions
+from core.measures import MEASURES, get_measure, ssim_map
 from core.models import ASSETS, ModelSpec
 
 GALLERY = ASSETS / "gallery"
@@ -31,57 +32,25 @@ _GALLERY_NAME = re.compile(r"^\d+_(?P<label>.+)$")
 
 
 @dataclass(frozen=True)
-class AttackSettings:
-    """What a person chose for one attack.
+class AttackSettings(AttackOptions):
+    """What a person chose for one attack in the explorer: :class:`~core.attacks.options.AttackOptions`
+    (the options and defaults the command line shares) and the seed of the random start.
 
     Attributes:
-        attack: ``"wdro"``, ``"pgd-linf"``, ``"pgd-l2"`` or ``"fgsm"``.
-        metric: W-DRO's transport cost (a measure name).
-        budget: W-DRO's DRO budget delta (budget form), in the cost's units.
-        gamma: W-DRO's fixed multiplier; when given it replaces the budget (penalty form).
-        eps: Radius of the PGD / FGSM ball.
-        steps: Ascent steps (``None``: the attack's default; FGSM takes one).
-        step_size: Step of the ascent (``None``: the attack's default).
-        loss: ``"margin"`` (Carlini-Wagner margin capped at ``kappa``: spends budget only until
-            the image is fooled) or ``"ce"`` (cross-entropy, the DRO objective). On one confident
-            image the cross-entropy saturates (its gradient underflows in float32), so the
-            explorer defaults to the margin.
-        kappa: Cap of the margin loss, in logits (confidence of the misclassification).
         seed: Seed of the random start.
     """
 
-    attack: str = "wdro"
-    metric: str = DEFAULT_COST
-    budget: float = 0.02
-    gamma: float | None = None
-    eps: float = 8 / 255
-    steps: int | None = None
-    step_size: float | None = None
-    loss: str = "margin"
-    kappa: float = 0.0
     seed: int = 0
-
-    def build(self, model: nn.Module) -> Attack:
-        """The attack these settings describe, on ``model``."""
-        cls = get_attack(self.attack)
-        kwargs: dict = {"loss": self.loss}
-        if self.steps is not None and self.attack != "fgsm":
-            kwargs["steps"] = self.steps
-        if self.step_size is not None and self.attack != "fgsm":
-            kwargs["step_size"] = self.step_size
-        if cls is WDRO:
-            form = dict(gamma=self.gamma) if self.gamma is not None else dict(budget=self.budget)
-            return WDRO(model, metric=self.metric, kappa=self.kappa, **form, **kwargs)
-        return cls(model, eps=self.eps, **kwargs)
 
     def describe(self) -> str:
         """One line for captions, e.g. ``"W-DRO (perceptual), SSIM cost, budget delta = 0.02"``."""
         name = ATTACK_LABELS.get(self.attack, self.attack)
         if self.attack == "wdro":
             cost = get_measure(self.metric).label
-            form = f"gamma = {self.gamma:g}" if self.gamma is not None else f"budget delta = {self.budget:g}"
+            form = f"gamma = {self.gamma:g}" if self.gamma is not None else f"budget delta = {self.effective_budget:g}"
             return f"{name}, {cost} cost, {form}"
-        return f"{name}, eps = {self.eps:.4g}"
+        eps = self.effective_eps
+        return name if eps is None else f"{name}, eps = {eps:.4g}"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from core.explore import (
     run_attack,
     suggested_factor,
 )
+from core.attacks.options import DEFAULT_BUDGET
 from core.figures import difference_figure, top_classes_figure
 from core.imageio import load_tensor, png_bytes
 from core.measures import DEFAULT_COST, MEASURES
@@ -130,7 +131,7 @@ with controls:
                                        DEFAULT_COST if DEFAULT_COST in costs else costs[0]),
                               help="Only the measures valid at this model's input size and channels are listed.")
         budget = st.select_slider(f"DRO budget delta (mean {MEASURES[metric].cost_formula})", BUDGETS,
-                                  key=keep(f"keep.budget.{metric}", AttackSettings.budget), format_func=lambda v: f"{v:g}")
+                                  key=keep(f"keep.budget.{metric}", DEFAULT_BUDGET), format_func=lambda v: f"{v:g}")
         settings = replace(settings, metric=metric, budget=budget)
     elif attack == "pgd-l2":
         settings = replace(settings, eps=st.slider("L2 radius eps", 0.1, 5.0, step=0.1, key=keep("keep.eps_l2", 1.0)))
@@ -142,7 +143,7 @@ with controls:
             if st.checkbox("Penalty form: fix gamma instead of the budget", key=keep("keep.penalty")):
                 gamma = st.number_input("gamma", min_value=1e-3, max_value=1e6, format="%g",
                                         key=keep("keep.gamma", 100.0), help="Larger gamma: a milder, cheaper-looking attack.")
-                settings = replace(settings, gamma=gamma)
+                settings = replace(settings, gamma=gamma, budget=None)  # the penalty form replaces the budget
         if attack != "fgsm":
             default_steps, default_step = (100, 0.01) if attack == "wdro" else (10, 0.0)
             steps = st.number_input("Steps", 1, 1000, key=keep(f"keep.steps.{attack}", default_steps))
