@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from core.attacks import Attack
-from core.validation import check_images, check_labels
+from core.validation import check_images, check_labels, check_positive_int
 
 __all__ = [
     "BAD_CONFIDENCE",
@@ -71,11 +71,9 @@ GROUP_RANGE = "g: expected group labels in [0, {num_groups}), got min={lo}, max=
 EMPTY_GROUP = "group {group!r} has no examples; every one of the {num_groups} groups needs at least one"
 NOT_BINARY = "{name}: binary fairness metrics need values in {{0, 1}}, found {values}"
 MISSING_LABEL = "group {group!r} has no examples with y={label}, so its {rate} is undefined"
-BAD_NUM_GROUPS = "num_groups: expected a positive int, got {value!r}"
 BAD_GROUP_NAMES = "group_names: expected a sequence of distinct strings, got {value!r}"
 BAD_RESAMPLES = "bootstrap: expected a non-negative int (0 for no intervals), got {value!r}"
 BAD_CONFIDENCE = "confidence: expected a number in (0, 1), got {value!r}"
-BAD_BATCH = "batch_size: expected a positive int, got {value!r}"
 OTHER_MODEL = "attack: expected an attack built on `model`, but attack.model is another module"
 
 CI_KEYS: tuple[str, ...] = ("mean_accuracy", "worst_group_accuracy", "gap")
@@ -556,8 +554,7 @@ def robust_fairness(
     check_images(x)
     check_labels(y, x.shape[0])
     names = _check_group_names(group_names)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(BAD_BATCH.format(value=batch_size))
+    check_positive_int(batch_size, name="batch_size")
     if getattr(attack, "model", model) is not model:
         raise ValueError(OTHER_MODEL)
     y_a = _as_labels(y, "y")
@@ -637,8 +634,8 @@ def _num_groups(g: np.ndarray, num_groups: int | None, names: Sequence[str] | No
     lo, hi = int(g.min()), int(g.max())
     if num_groups is None:
         num_groups = hi + 1
-    elif isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)) or num_groups < 1:
-        raise ValueError(BAD_NUM_GROUPS.format(value=num_groups))
+    else:
+        num_groups = check_positive_int(num_groups, name="num_groups")
     if lo < 0 or hi >= num_groups:
         raise ValueError(GROUP_RANGE.format(num_groups=num_groups, lo=lo, hi=hi))
     counts = np.bincount(g, minlength=num_groups)

@@ -46,6 +46,7 @@ from core.datasets import (
 )
 from core.registry import Registry
 from core.safepaths import resolve_inside
+from core.validation import check_positive_int
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +55,6 @@ __all__ = [
     "BAD_FRACTION",
     "BAD_OPTION",
     "BAD_SPLIT",
-    "BAD_COUNT",
     "CELEBA_BAD_FILE",
     "CELEBA_IMAGE",
     "CELEBA_MISSING",
@@ -89,7 +89,6 @@ BUNDLED_SPLIT_SIZES: dict[str, int] = {"train": 1200, "val": 300, "test": 500}
 # --- error messages (format strings) -------------------------------------------------
 BAD_SPLIT = "split must be one of 'train', 'val', 'test', got {split!r}"
 BAD_FRACTION = "{name} must be a number in [0, 1], got {value!r}"
-BAD_COUNT = "{name} must be a positive int, got {value!r}"
 BAD_CHANNELS = "channels must be 1 or 3, got {value!r}"
 BAD_OPTION = "{dataset}: unexpected option(s) {names}; expected some of: {known}"
 BAD_ARRAY = "{name}: expected {expected}, got {actual}"
@@ -662,8 +661,7 @@ def _check_fraction(name: str, value: object) -> None:
 
 
 def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(BAD_COUNT.format(name=name, value=value))
+    check_positive_int(value, name=name)
 
 
 def _rng(seed: int, purpose: str) -> np.random.Generator:

@@ -39,6 +39,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.fileio import atomic_write
+from core.validation import check_positive_int
 
 __all__ = [
     "ERR_ASPECT_LIMIT",
@@ -48,7 +49,6 @@ __all__ = [
     "ERR_EMPTY",
     "ERR_IMAGE_MODE",
     "ERR_IMAGE_TYPE",
-    "ERR_LIMIT_VALUE",
     "ERR_LIMITS_KEYWORD",
     "ERR_MISSING_FILE",
     "ERR_MODE",
@@ -105,7 +105,6 @@ ERR_SOURCE_TYPE = (
     "source, got {actual}"
 )
 ERR_MODE = "mode must be 'RGB' or 'L', got {mode!r}"
-ERR_LIMIT_VALUE = "{name} must be a positive int, got {value!r}"
 ERR_LIMITS_KEYWORD = (
     "unexpected keyword argument(s) {names}; the limits are 'max_pixels', 'max_bytes', 'max_side' and 'max_aspect'"
 )
@@ -464,8 +463,7 @@ def _describe(err: BaseException) -> str:
 
 def _check_limit(name: str, value: Any) -> None:
     """Raise ValueError unless ``value`` is a positive int."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(ERR_LIMIT_VALUE.format(name=name, value=value))
+    check_positive_int(value, name=name)
 
 
 def _read_source(source: Any, max_bytes: int) -> bytes:

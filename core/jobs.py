@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from core.validation import check_positive_int
+
 T = TypeVar("T")
 BUSY = "{running} of {limit} background jobs are already running on this server; try again when one ends"
 Report = Callable[[float, str], None]
@@ -52,9 +54,7 @@ class JobSlots:
     """At most ``limit`` jobs of this pool run at once (thread-safe)."""
 
     def __init__(self, limit: int) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a positive int, got {limit!r}")
-        self.limit = limit
+        self.limit = check_positive_int(limit, name="limit")
         self._running = 0
         self._lock = threading.Lock()
 

@@ -110,6 +110,7 @@ from core.groups import GroupDataset
 from core.measures import DEFAULT_COST, get_measure
 from core.fileio import atomic_save, atomic_write, check_writable
 from core.models import Normalized, SmallCNN, SmallResNet, init_parameters, load_state_dict, use_generator
+from core.validation import check_positive_int
 
 Method = Literal["erm", "wdro", "wdro-naive", "pgd-at", "group-dro"]
 METHODS: tuple[str, ...] = ("erm", "wdro", "wdro-naive", "pgd-at", "group-dro")
@@ -176,9 +177,7 @@ class TrainConfig:
         if self.method not in METHODS:
             raise ValueError(BAD_METHOD.format(known=", ".join(METHODS), method=self.method))
         for name in ("epochs", "batch_size", "width", "inner_steps", "naive_steps", "naive_rounds", "pgd_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(BAD_VALUE.format(name=name, expected="a positive int", value=value))
+            check_positive_int(getattr(self, name), name=name)
         for name in ("lr", "step_size", "init_noise", "dual_lr", "eps", "group_step"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):

@@ -6,6 +6,8 @@ what was found. Messages are module constants so tests can match them.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 NOT_A_TENSOR = "{name}: expected a torch.Tensor, got {actual}"
@@ -19,6 +21,7 @@ SHAPE_MISMATCH = "{name}: expected shape {expected} (the shape of {other}), got 
 BAD_LABELS = "{name}: expected int64 labels of shape ({n},), got dtype {dtype} and shape {shape}"
 LABEL_RANGE = "{name}: expected labels in [0, {n_classes}), got min={lo}, max={hi}"
 NOT_POSITIVE = "{name}: expected a positive number, got {value!r}"
+NOT_POSITIVE_INT = "{name}: expected a positive integer, got {value!r}"
 TOO_SMALL = "{measure} needs images of at least {min_size}x{min_size} pixels, got {height}x{width}"
 NEEDS_RGB = "{measure} needs RGB images (3 channels), got {channels} channel(s)"
 
@@ -90,3 +93,15 @@ def check_positive(value: object, *, name: str) -> float:
     if not value > 0 or value == float("inf"):
         raise ValueError(NOT_POSITIVE.format(name=name, value=value))
     return value
+
+
+def check_positive_int(value: object, *, name: str) -> int:
+    """``value`` if it is an integer >= 1 (not a bool: ``True`` is not a count); else ValueError.
+
+    The one check of counts (steps, rounds, batch sizes, limits) in the project: ``2.5``,
+    ``"3"``, ``0`` and ``True`` are all refused with :data:`NOT_POSITIVE_INT`; NumPy integers
+    are counts too (returned as ``int``).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(NOT_POSITIVE_INT.format(name=name, value=value))
+    return int(value)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.attacks import ATTACKS, FGSM, PGDL2, WDRO, PGDLinf, get_attack
+from core.attacks import ALMA, ATTACKS, DDN, FGSM, PGDL2, WDRO, PerCAL, PGDLinf, get_attack
 from core.measures import MEASURES, Measure, available_measures
 
 BUDGET_RTOL = 1e-4  # the budget form's final line search is exact up to float rounding
@@ -274,3 +274,16 @@ def test_attack_rejects_bad_inputs(trained):
         WDRO(model, metric="ssim", budget=0.1)(torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="unknown attack"):
         get_attack("cw")
+
+
+@pytest.mark.parametrize("make", [
+    lambda m, v: PGDLinf(m, steps=v), lambda m, v: WDRO(m, budget=0.01, steps=v),
+    lambda m, v: WDRO(m, budget=0.01, dual="bisection", bisection_rounds=v),
+    lambda m, v: DDN(m, steps=v), lambda m, v: ALMA(m, steps=v), lambda m, v: PerCAL(m, steps=v),
+])
+@pytest.mark.parametrize("value", [2.5, 0, True, "3"])
+def test_every_count_is_checked_the_same_way(make, value):
+    """One check of counts: 2.5 steps used to pass PGD and W-DRO (int() truncated it) while DDN refused."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    with pytest.raises(ValueError, match=r"(steps|bisection_rounds): expected a positive integer, got "):
+        make(model, value)

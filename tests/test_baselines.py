@@ -316,5 +316,5 @@ def test_cli_builds_the_baselines_with_eps_as_their_cap(name, cap):
     capped = build("--eps", "0.25", "--steps", "7")
     assert getattr(capped, cap) == 0.25 and capped.steps == 7
     assert getattr(build(), cap) is None  # no cap by default: the minimal flip
-    with pytest.raises(ValueError, match="takes --eps"):
+    with pytest.raises(ValueError, match="takes eps, not a budget"):
         build("--budget", "0.1")

@@ -152,7 +152,7 @@ def test_fmnist_groups_options_and_errors(no_full_data):
         load_group_dataset("fmnist-groups", "train", minority_fraction=1.5)
     with pytest.raises(ValueError, match="fmnist-groups: source 'debian' has no Fashion-MNIST training split"):
         load_group_dataset("fmnist-groups", "train", source="debian")
-    with pytest.raises(ValueError, match="n_train must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="n_train: expected a positive integer, got 0"):
         load_group_dataset("fmnist-groups", "train", n_train=0)
 
 

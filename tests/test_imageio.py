@@ -23,7 +23,6 @@ from core.imageio import (
     ERR_EMPTY,
     ERR_IMAGE_MODE,
     ERR_IMAGE_TYPE,
-    ERR_LIMIT_VALUE,
     ERR_MISSING_FILE,
     ERR_MODE,
     ERR_NOT_A_FILE,
@@ -44,6 +43,7 @@ from core.imageio import (
     save_png,
     tensor_to_image,
 )
+from core.validation import NOT_POSITIVE_INT
 
 UNREADABLE_PREFIX = imageio.ERR_UNREADABLE.split("{")[0]  # "could not read the image: "
 
@@ -157,7 +157,7 @@ def test_invalid_mode_is_a_value_error(rgb_png, mode):
 
 @pytest.mark.parametrize("name, value", [("max_pixels", 0), ("max_bytes", -1), ("max_bytes", 1.5), ("max_pixels", True)])
 def test_invalid_limits_are_value_errors(rgb_png, name, value):
-    with pytest.raises(ValueError, match=re.escape(ERR_LIMIT_VALUE.format(name=name, value=value))):
+    with pytest.raises(ValueError, match=re.escape(NOT_POSITIVE_INT.format(name=name, value=value))):
         load_image(rgb_png[1], **{name: value})
 
 

@@ -24,13 +24,12 @@ from core.attacks.base import Attack, Perturbation, register_attack
 from core.attacks.minimal import (
     BestAdversarial,
     check_levels,
-    check_positive_int,
     difference_of_logits_ratio,
     is_adversarial,
     quantize,
 )
 from core.measures import PreparedCost, get_measure
-from core.validation import check_positive
+from core.validation import check_positive, check_positive_int
 
 _RMS_EPS = 1e-8  # RMSProp's denominator guard (adv_lib)
 _MU_RANGE = (1e-6, 1e12)  # the multiplier is clamped to this range after each update (adv_lib)

@@ -17,12 +17,11 @@ from core.attacks.base import Attack, Perturbation, register_attack
 from core.attacks.minimal import (
     BestAdversarial,
     check_levels,
-    check_positive_int,
     is_adversarial,
     quantize,
     unit_l2,
 )
-from core.validation import check_positive
+from core.validation import check_positive, check_positive_int
 
 _LR_MIN = 0.01  # end of the cosine-annealed step length (the paper's SGD: lr 1 -> 0.01)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-NOT_POSITIVE_INT = "{name}: expected a positive integer, got {value!r}"
 BAD_LEVELS = "levels: expected None or an integer >= 2, got {value!r}"
 
 
@@ -95,13 +94,6 @@ def difference_of_logits_ratio(
         top = logits.topk(3, dim=1).values
         diff = diff / (top[:, 0] - top[:, 2] + 1e-8)
     return -diff if targeted else diff
-
-
-def check_positive_int(value: object, *, name: str) -> int:
-    """Check a positive integer (not a bool) and return it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(NOT_POSITIVE_INT.format(name=name, value=value))
-    return value
 
 
 def check_levels(value: object) -> int | None:

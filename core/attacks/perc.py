@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from core.attacks.base import Attack, Perturbation, register_attack
-from core.attacks.minimal import BestAdversarial, check_levels, check_positive_int, is_adversarial, quantize, unit_l2
+from core.attacks.minimal import BestAdversarial, check_levels, is_adversarial, quantize, unit_l2
 from core.ciede2000 import BAD_CHANNELS, ciede2000_distance, prepared_distance, to_lab
-from core.validation import check_positive
+from core.validation import check_positive, check_positive_int
 
 __all__ = ["PerCAL"]
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from core.attacks.base import Attack, LossName, Perturbation, register_attack
 from core.attacks.threat import L2Ball, LinfBall, ThreatModel
+from core.validation import check_positive_int
 
 
 class PGD(Attack):
@@ -39,11 +40,9 @@ class PGD(Attack):
         loss: LossName = "ce",
     ) -> None:
         super().__init__(model, loss=loss)
-        if int(steps) < 1:
-            raise ValueError(f"steps: expected a positive integer, got {steps!r}")
         self.threat = threat
         self.metric = threat.metric
-        self.steps = int(steps)
+        self.steps = check_positive_int(steps, name="steps")
         self.step_size = float(step_size) if step_size is not None else 2.5 * threat.eps / self.steps
         self.random_start = random_start
 

@@ -46,7 +46,7 @@ from torch import nn
 from core.attacks.base import Attack, LossName, Perturbation, register_attack
 from core.attacks.dro_budget import BudgetMode, check_budget_mode, dual_step, fit_budget
 from core.measures import DEFAULT_COST, Measure, PreparedCost, get_measure
-from core.validation import check_positive
+from core.validation import check_positive, check_positive_int
 
 _BETAS = (0.9, 0.999)  # Adam's moment decay rates for the ascent direction
 DualMethod = Literal["online", "bisection"]
@@ -121,15 +121,13 @@ class WDRO(Attack):
         check_budget_mode(budget_mode)
         if dual not in ("online", "bisection"):
             raise ValueError(f"dual: expected 'online' or 'bisection', got {dual!r}")
-        if int(steps) < 1:
-            raise ValueError(f"steps: expected a positive integer, got {steps!r}")
         self.measure = get_measure(metric) if isinstance(metric, str) else metric
         self.metric = self.measure.name
         self.gamma = None if gamma is None else check_positive(gamma, name="gamma")
         self.budget = None if budget is None else check_positive(budget, name="budget")
         self.budget_mode: BudgetMode = budget_mode
         self.dual: DualMethod = dual
-        self.steps = int(steps)
+        self.steps = check_positive_int(steps, name="steps")
         self.step_size = check_positive(step_size, name="step_size")
         self.init_noise = check_positive(init_noise, name="init_noise")
         self.linf_cap = None if linf_cap is None else check_positive(linf_cap, name="linf_cap")
@@ -139,9 +137,7 @@ class WDRO(Attack):
         if not 0.0 <= dual_warmup < 1.0:
             raise ValueError(f"dual_warmup: expected a fraction in [0, 1), got {dual_warmup!r}")
         self.dual_warmup = float(dual_warmup)
-        if int(bisection_rounds) < 1:
-            raise ValueError(f"bisection_rounds: expected a positive integer, got {bisection_rounds!r}")
-        self.bisection_rounds = int(bisection_rounds)
+        self.bisection_rounds = check_positive_int(bisection_rounds, name="bisection_rounds")
 
     # -- the three ways to solve it ----------------------------------------------------------
 
