@@ -268,3 +268,41 @@ def correctly_classified(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: 
     if idx.numel() == 0:
         raise ValueError("the model classifies none of these images correctly")
     return x[idx], y[idx]
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """The difference of two success rates measured on the same images, with a 95 % interval.
+
+    Attributes:
+        difference: ``rate(a) - rate(b)``, in [-1, 1].
+        low: Lower end of the 95 % interval (normal approximation on the per-image differences).
+        high: Upper end.
+        n: Images.
+    """
+
+    difference: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def clear(self) -> bool:
+        """Whether the interval excludes 0 (the sign would survive another sample of this size)."""
+        return self.low > 0 or self.high < 0
+
+
+def paired_difference(a: torch.Tensor, b: torch.Tensor) -> PairedDifference:
+    """``a`` and ``b``: (N,) bool success per image of two attacks on the same images.
+
+    The per-image differences ``a_i - b_i`` are in {-1, 0, 1}; the interval is their mean
+    +- 1.96 standard errors, clipped to [-1, 1] (McNemar's setting: only the images where
+    the attacks disagree move it).
+    """
+    if a.shape != b.shape or a.dim() != 1 or a.numel() == 0:
+        raise ValueError(f"expected two (N,) success vectors of the same length, got {tuple(a.shape)} and {tuple(b.shape)}")
+    d = a.double() - b.double()
+    n = d.numel()
+    mean = float(d.mean())
+    se = float(d.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("inf")
+    return PairedDifference(mean, max(-1.0, mean - 1.96 * se), min(1.0, mean + 1.96 * se), n)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -172,3 +174,19 @@ def test_compare_matches_damage_and_wdro_wins_on_its_cost(bundled, batch):
     rates = [p.success_rate for p in cmp.pgd_sweep]
     assert rates == sorted(rates)  # more radius, more damage
     assert {p.param for p in cmp.pgd_sweep} >= {4 / 255} and cmp.budget in {p.param for p in cmp.wdro_sweep}
+
+
+def test_paired_difference_of_success_rates_has_an_honest_interval():
+    from core.compare import paired_difference
+
+    a = torch.tensor([True] * 34 + [False] * 66)
+    b = torch.tensor([True] * 30 + [False] * 4 + [True] * 8 + [False] * 58)  # 38 % against 34 %
+    gap = paired_difference(a, b)
+    assert gap.difference == pytest.approx(-0.04) and gap.n == 100
+    assert gap.low < 0 < gap.high and not gap.clear  # 12 disagreements: the sign is not settled
+    big = paired_difference(a.repeat(20), torch.zeros(2000, dtype=torch.bool))
+    assert big.clear and big.low == pytest.approx(0.34 - 1.96 * math.sqrt(0.34 * 0.66 / 1999), abs=1e-3)
+    same = paired_difference(a, a)
+    assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same length"):
+        paired_difference(a, b[:5])
