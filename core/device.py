@@ -28,11 +28,13 @@ def default_device(prefer: str | None = None) -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
-    """A human-readable name: ``"CPU (2 threads)"`` or ``"GPU: NVIDIA H100 (cuda:0)"``."""
+    """A human-readable name: ``"CPU (2 threads)"``, ``"CPU (1 thread of 2 cores)"`` or ``"GPU: NVIDIA H100 (cuda:0)"``."""
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"GPU: {torch.cuda.get_device_name(index)} (cuda:{index})"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads, cores = torch.get_num_threads(), os.cpu_count() or 1
+    used = f"{threads} thread" + ("s" if threads != 1 else "")
+    return f"CPU ({used})" if threads == cores else f"CPU ({used} of {cores} cores)"
 
 
 def server_threads(cpu_count: int | None = None) -> int:

@@ -22,6 +22,8 @@ st.markdown(
     "- **SSIM vs L-inf**: PGD-L-inf and W-DRO (padded-SSIM cost) at the same attack success on a batch of "
     "test images; "
     "where the DRO budget goes.\n"
+    "- **Fairness**: per-group accuracy of ERM and W-DRO-trained classifiers, clean and attacked, "
+    "and training a model in the background.\n"
     "- **Method**: the formulation, what the budget delta and the multiplier gamma mean, references."
 )
 st.subheader("Models")
