@@ -189,7 +189,7 @@ def run_attack(
     y = torch.tensor([int(label) if label is not None else int(logits.argmax(1))], device=x.device)
     result = attack(x, y, seed=settings.seed)
     _, skipped = measure_support(tuple(x.shape))
-    smap = ssim_map(x, result.x_adv)[0, 0] if MEASURES["ssim"].applies_to(x.shape) else None
+    smap = ssim_map(x, result.x_adv)[0, 0] if MEASURES["ssim-padded"].applies_to(x.shape) else None
     difference = (1.0 - smap).cpu() if smap is not None else (result.x_adv - x)[0].abs().amax(0).cpu()
     return Exploration(
         x=x.detach(),

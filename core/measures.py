@@ -195,20 +195,27 @@ def ssim(
     return _ssim_prepared(x, kernel_size, kernel_sigma, k1, k2, downsample)(y)
 
 
-def ssim_map(x: torch.Tensor, y: torch.Tensor, *, full_size: bool = True) -> torch.Tensor:
-    """Per-pixel SSIM map averaged over channels, for display.
+def ssim_map(x: torch.Tensor, y: torch.Tensor, *, padded: bool = True, full_size: bool = True) -> torch.Tensor:
+    """Per-pixel SSIM map averaged over channels, for display, the same size as the images.
 
     Args:
         x: Images, (N, C, H, W), float in [0, 1].
         y: Images, same shape.
-        full_size: Pad the valid-convolution map (H - 10, W - 10) back to (H, W) by
-            replicating its border, so it lines up with the images.
+        padded: The map of the default cost, :func:`padded_ssim`: both images reflect-padded
+            by the window radius, so every pixel has its own 11x11 window centred on it and a
+            change at the border shows where it is (default). ``False``: the classic valid map,
+            (H - 10, W - 10), blind to the 5-pixel frame.
+        full_size: With ``padded=False``, pad the valid map back to (H, W) by replicating its
+            border (it then only lines up with the images; the frame shows its neighbours' values).
 
     Returns:
         (N, 1, H, W) (or the valid size), 1 where the images agree locally.
     """
-    MEASURES["ssim"].check(x.shape)
+    MEASURES["ssim-padded" if padded else "ssim"].check(x.shape)
     with torch.no_grad():
+        if padded:
+            pad = functools.partial(F.pad, pad=(SSIM_PAD,) * 4, mode="reflect")
+            return _ssim_prepared(pad(x), 11, 1.5, 0.01, 0.03, False, return_map=True)(pad(y)).mean(1, keepdim=True)
         smap = _ssim_prepared(x, 11, 1.5, 0.01, 0.03, False, return_map=True)(y).mean(1, keepdim=True)
     if full_size:
         pad_h, pad_w = x.shape[-2] - smap.shape[-2], x.shape[-1] - smap.shape[-1]

@@ -23,11 +23,12 @@ from core.explore import (
     suggested_factor,
 )
 from core.attacks.options import DEFAULT_BUDGET
-from core.figures import difference_figure, top_classes_figure
+from core.figures import heatmap_image, top_classes_figure
 from core.imageio import load_tensor, png_bytes
 from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS, get_model_spec, resolve_weights
 from pages.common import (
+    DISPLAY_SIDE,
     MAX_IMAGE_MB,
     cached_model,
     device,
@@ -52,6 +53,7 @@ st.title("Attack explorer")
 st.caption("Pick a classifier, an image and an attack; press **Run**. The W-DRO attack spends a perceptual "
            f"budget ({MEASURES[DEFAULT_COST].label} by default) instead of an L-inf or L2 radius.")
 
+wide = st.container()  # above both columns: the presentation view's images
 controls, results = st.columns([1, 2.4], gap="large")
 
 # -- the model ----------------------------------------------------------------------------------
@@ -159,6 +161,8 @@ with controls:
     if skipped:
         st.caption("Not available at this size: " + "; ".join(
             f"{MEASURES[m].label}" for m in skipped) + " (see the table of measures).")
+    present = st.toggle("Presentation view", key=keep("keep.present", False),
+                        help="The images across the whole page, for a projector (28 px images enlarged 16x, never smoothed).")
     run = st.button("Run", type="primary", disabled=x is None, key="explore.run", width="stretch")
 
 # -- running ----------------------------------------------------------------------------------------
@@ -187,7 +191,8 @@ with results:
         st.caption(":material/info: The settings changed since this result; press **Run** to update it.")
     st.subheader(f"{shown['model']} · {shown['image']} · {out.settings.describe()}")
     verdict = "fooled" if out.success else "not fooled"
-    m1, m2, m3, m4 = st.columns(4)
+    m1, m2 = st.columns(2)  # two by two: four across clip the values at 1024 px
+    m3, m4 = st.columns(2)
     m1.metric("Attack succeeded", "yes" if out.success else "no")
     m2.metric("Prediction", out.pred_adv, delta=f"was {out.pred_clean}", delta_color="off")
     spent = MEASURES[out.result.metric] if out.result.metric in MEASURES else None
@@ -195,18 +200,27 @@ with results:
               help=f"in the attack's own measure, {spent.label}: {spent.cost_formula}" if spent else None)
     judge = "linf" if out.result.metric != "linf" else "ssim-padded"  # a measure the attack did not optimise
     value = out.measures.get(judge)
-    m4.metric(f"{MEASURES[judge].label} (not optimised)", "n/a" if value is None else
-              f"{value * 255:.1f}/255" if judge == "linf" else f"{value:.4f}")
+    judged = "n/a" if value is None else f"{value * 255:.1f}/255" if judge == "linf" else f"{value:.4f}"
+    m4.metric(f"{MEASURES[judge].label} (not optimised)", judged)
+    m3_label = f"cost ({spent.label})" if spent else "cost"
     factor = st.slider("Amplification of the perturbation", 1, 100, key=keep("keep.factor"),
                        help="Changes the display only; the attack is not run again.")
+
+# The images: beside the settings, or (presentation view) across the whole page above them, larger
+# (collapse the sidebar with its << button for the widest images).
+with (wide if present else results):
+    side = 448 if present else DISPLAY_SIDE
+    if present:  # one line a room can read
+        st.subheader(f"{out.pred_clean} → {out.pred_adv} ({verdict}) · {m3_label}: {float(out.result.cost[0]):.3g} · "
+                     f"{MEASURES[judge].label}: {judged}")
     c1, c2, c3, c4 = st.columns(4)
-    c1.image(display_image(out.x), caption=f"clean: {out.pred_clean}", width="stretch")
-    c2.image(display_image(out.x_adv), caption=f"attacked: {out.pred_adv} ({verdict})", width="stretch")
-    c3.image(display_image(out.perturbation(factor)), caption=f"perturbation x{factor} (grey = 0)",
-             width="stretch")
-    with c4:
-        st.plotly_chart(difference_figure(out.difference), key="explore.map", width="stretch")
-        st.caption(f"where SSIM sees the change: local 1 - SSIM (max {float(out.difference.max()):.3f})")
+    c1.image(display_image(out.x, side), caption=f"clean: {out.pred_clean}", width="stretch")
+    c2.image(display_image(out.x_adv, side), caption=f"attacked: {out.pred_adv} ({verdict})", width="stretch")
+    c3.image(display_image(out.perturbation(factor), side), caption=f"|change| x{factor} (grey = 0)", width="stretch")
+    c4.image(heatmap_image(out.difference, side=side), width="stretch",
+             caption=f"where SSIM sees it: 1 - local SSIM, 0 to {float(out.difference.max()):.2f}")
+
+with results:
     left, right = st.columns([1.2, 1])
     with left:
         title = f"Top classes (true: {out.label})" if out.labelled else "Top classes (true class unknown)"

@@ -75,7 +75,7 @@ def test_explorer_runs_the_default_attack():
     assert table.loc["MS-SSIM", "score"] != table.loc["MS-SSIM", "score"]  # NaN: not valid at 28 px
     assert "161" in table.loc["MS-SSIM", "better"]
     assert len(app.get("download_button")) == 3
-    assert len(app.get("plotly_chart")) == 2 and len(app.get("image")) == 3
+    assert len(app.get("plotly_chart")) == 1 and len(app.get("image")) == 4  # top-5 chart; clean, attacked, change, SSIM map
 
     # the shared cached model is frozen and unchanged by the attack
     from pages.common import cached_model

@@ -302,8 +302,8 @@ def test_ssim_map_shapes_and_padding():
     x = photo("chelsea")[..., 60:100, 100:152]  # 40x52
     x = torch.cat([x, photo("coffee")[..., 200:240, 300:352]])
     y = perturbed(x, 0.05)
-    full = ssim_map(x, y)
-    valid = ssim_map(x, y, full_size=False)
+    full = ssim_map(x, y, padded=False)
+    valid = ssim_map(x, y, padded=False, full_size=False)
     assert full.shape == (2, 1, 40, 52)
     assert valid.shape == (2, 1, 30, 42)
     torch.testing.assert_close(full[..., 5:-5, 5:-5], valid, rtol=0, atol=0)
@@ -334,15 +334,33 @@ def test_ssim_map_mean_equals_ssim(name, window, kind):
     x = photo(name)[..., window[0], window[1]].contiguous()
     assert min(x.shape[-2:]) < 384  # no downsampling in ssim either
     y = PERTURBATIONS[kind](x)
-    smap = ssim_map(x, y, full_size=False)
+    smap = ssim_map(x, y, padded=False, full_size=False)
     assert smap.shape == (1, 1, x.shape[-2] - 10, x.shape[-1] - 10)
     torch.testing.assert_close(smap.mean(dim=(1, 2, 3)), ssim(x, y), rtol=0, atol=1e-5)
+    padded = ssim_map(x, y)  # the default: the map of the default cost, at the image's size
+    assert padded.shape == (1, 1, *x.shape[-2:])
+    torch.testing.assert_close(padded.mean(dim=(1, 2, 3)), padded_ssim(x, y), rtol=0, atol=1e-5)
+
+
+def test_padded_ssim_map_shows_a_border_change_where_it_is():
+    """A change in the 5-pixel frame: the valid map barely sees it, the padded map puts it on those pixels."""
+    x = torch.full((1, 1, 28, 28), 0.2)
+    x[..., 8:20, 8:20] = 0.8
+    y = x.clone()
+    y[..., 0:3, 10:18] = 0.6  # a bar in the top frame
+    padded = 1 - ssim_map(x, y)[0, 0]
+    assert padded[0:3, 10:18].mean() > 10 * padded[14:, :].mean()
+    assert padded.argmax() // 28 < 3  # the worst pixel is in the bar's rows
+    valid = 1 - ssim_map(x, y, padded=False, full_size=False)[0, 0]  # rows 5.. of the image only
+    assert valid.max() < padded.max()
 
 
 def test_ssim_map_rejects_small_images():
     x = torch.rand(1, 1, 10, 30)
     with pytest.raises(ValueError, match=re.escape(TOO_SMALL.format(measure="SSIM", min_size=11, height=10, width=30))):
-        ssim_map(x, x)
+        ssim_map(x, x, padded=False)
+    with pytest.raises(ValueError, match="at least 6x6"):
+        ssim_map(torch.rand(1, 1, 5, 30), torch.rand(1, 1, 5, 30))
 
 
 # ---------------------------------------------------------------------------------------------
