@@ -173,7 +173,7 @@ def test_compare_page_matches_damage():
     assert float(cmp.wdro.measures["ssim-padded"].mean()) > float(cmp.pgd.measures["ssim-padded"].mean())
     assert float(shown["Matched budget delta"]) > 0
     assert len(app.get("plotly_chart")) == 4  # distributions, two frontiers, histogram
-    assert len(app.get("image")) == 3 * 8 + 2  # clean / L-inf / SSIM rows; the benchmark tab's two figures
+    assert len(app.get("image")) == 3 * 8 + 1  # clean / L-inf / SSIM rows; the benchmark tab's example grid
     assert any("matched success 90%" in m.value for m in app.markdown)  # the benchmark table
     assert any("fool" in i.value and "is better on" in i.value for i in app.info)  # the sentence to notice
 
