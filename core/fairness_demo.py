@@ -122,6 +122,7 @@ def evaluate_model(
     *,
     bootstrap: int = 1000,
     progress: Callable[[float, str], None] | None = None,
+    attacked: bool = True,
 ) -> dict[str, Any]:
     """One model's entry of ``evaluation.json`` (without ``label`` and ``path``).
 
@@ -132,6 +133,7 @@ def evaluate_model(
         subset: Indices of ``test`` attacked by each attack of :data:`ATTACKS`.
         bootstrap: Resamples of the confidence intervals.
         progress: Called as ``progress(fraction, text)`` between stages and attacked batches.
+        attacked: ``False``: clean accuracy only (``under_attack`` is empty), as for a cancelled run.
     """
     say = progress or (lambda fraction, text: None)
     device = next(model.parameters()).device
@@ -148,7 +150,7 @@ def evaluate_model(
         "pgd-linf": PGDLinf(model, eps=ATTACKS["pgd-linf"]["eps"], steps=ATTACKS["pgd-linf"]["steps"]),
     }
     under = {}
-    for i, (key, attack) in enumerate(attacks.items()):
+    for i, (key, attack) in enumerate(attacks.items() if attacked else ()):
         def batch_done(done: int, total: int, i: int = i, key: str = key) -> None:
             say((i + done / total) / len(attacks), f"under attack: {key}, {done} of {total} images")
 
@@ -197,7 +199,8 @@ def train_and_evaluate(
         bootstrap: Resamples of the confidence intervals.
         report: Called as ``report(fraction, text)``: training is the first 80%.
         should_stop: Polled between training steps; the run then stops after the step, and
-            the model of the last step is evaluated (``entry["cancelled"]`` is True).
+            the model of the last step is evaluated on clean images only (``entry["cancelled"]``
+            is True and ``entry["under_attack"]`` empty).
         abandoned: Polled after training: when it returns True (nobody is left to see the
             result, e.g. the app's session ended) nothing is evaluated and ``None`` is returned.
 
@@ -233,7 +236,8 @@ def train_and_evaluate(
         return None
     info = result.to_dict()
     subset = attacked_subset(len(test), min(n_attacked, len(test)))
-    entry = evaluate_model(result.model, info, test, subset, bootstrap=bootstrap,
+    # A cancelled run is shown at once: clean accuracy only, no attacks (they took ~90 s in the app).
+    entry = evaluate_model(result.model, info, test, subset, bootstrap=bootstrap, attacked=not result.cancelled,
                            progress=lambda f, text: say(0.8 + 0.2 * f, text))
     return result.model, {**entry, "cancelled": result.cancelled, "dataset": dataset, "groups": list(test.groups)}
 

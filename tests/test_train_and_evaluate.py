@@ -58,4 +58,5 @@ def test_cancelled_after_some_steps_keeps_the_partial_model():
     assert out is not None
     _, entry = out
     assert entry["cancelled"] is True and entry["history"] == []  # no epoch finished
+    assert entry["under_attack"] == {}  # shown at once: no attacks after a cancel
     assert 0.0 <= entry["clean"]["mean_accuracy"] <= 1.0
