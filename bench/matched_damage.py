@@ -112,6 +112,8 @@ def entries(steps: int, linf_cap: float, investigate: bool) -> list[Entry]:
     mix = ssim_haarpsi_measure()
     padded_mix = ssim_haarpsi_measure("ssim-padded")
     return main + [
+        Entry(f"wdro-{DEFAULT_COST}-ce", DEFAULT_COST, lambda m, d: WDRO(m, budget=d, **{**default, "loss": "ce"}),
+              (1e-5, 0.5), note="the default cost with the cross-entropy loss (the DRO objective) instead of the margin"),
         Entry("wdro-ssim-pointwise", "ssim", lambda m, d: WDRO(m, budget=d, budget_mode="pointwise", **wdro),
               (1e-5, 0.5), note="every image held to delta (budget allocation)"),
         Entry(f"wdro-ssim-linf{linf_cap:g}", "ssim",

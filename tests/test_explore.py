@@ -190,3 +190,16 @@ def test_paired_difference_of_success_rates_has_an_honest_interval():
     assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same length"):
         paired_difference(a, b[:5])
+
+
+def test_frontier_spreads_scores_that_crowd_near_one_on_a_log_axis():
+    from core.compare import SweepPoint
+    from core.figures import frontier_figure
+
+    wdro = [SweepPoint("wdro", d, s, {"ssim-padded": q, "gmsd": g})
+            for d, s, q, g in ((1e-3, 0.2, 0.999, 0.001), (1e-2, 0.9, 0.99, 0.01))]
+    fig = frontier_figure({"W-DRO": wdro}, "ssim-padded", marks={"W-DRO": wdro[1]})
+    assert fig.layout.xaxis.type == "log"
+    assert list(fig.data[0].x) == pytest.approx([0.001, 0.01])  # 1 - SSIM: not a vertical line at x = 1
+    assert fig.data[1].x[0] == pytest.approx(0.01)  # the matched star
+    assert list(frontier_figure({"W-DRO": wdro}, "gmsd").data[0].x) == pytest.approx([0.001, 0.01])  # lower is better: as is
