@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BAD_FRACTION",
     "BAD_OPTION",
+    "BUNDLED_NOTICE",
     "BAD_SPLIT",
     "CELEBA_BAD_FILE",
     "CELEBA_IMAGE",
@@ -91,6 +92,9 @@ BAD_SPLIT = "split must be one of 'train', 'val', 'test', got {split!r}"
 BAD_FRACTION = "{name} must be a number in [0, 1], got {value!r}"
 BAD_CHANNELS = "channels must be 1 or 3, got {value!r}"
 BAD_OPTION = "{dataset}: unexpected option(s) {names}; expected some of: {known}"
+BUNDLED_NOTICE = ("NOTE: the full Fashion-MNIST training set was not found, so this trains on the {n} bundled "
+                  "images (far lower accuracy). Get it with: python -c \"from core.datasets import "
+                  "download_fashion_mnist; download_fashion_mnist()\" (online) or apt-get install dataset-fashion-mnist")
 BAD_ARRAY = "{name}: expected {expected}, got {actual}"
 FMNIST_NO_TRAIN = (
     "fmnist-groups: source {source!r} has no Fashion-MNIST training split; "

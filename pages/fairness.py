@@ -97,6 +97,8 @@ if job is not None and job.done:
             st.warning("Training was cancelled before its first step; there is nothing to show.")
         else:
             model, entry = out
+            if entry.get("notice"):
+                st.warning(entry["notice"], icon=":material/warning:")
             label = f"#{len(st.session_state.get(TRAINED, {})) + 1} {job.label}" + (" (cancelled)" if entry["cancelled"] else "")
             st.session_state.setdefault(TRAINED, {})[label] = {"dataset": entry["dataset"], "entry": entry,
                                                               "model": model}

@@ -452,3 +452,18 @@ def test_a_csv_root_that_is_a_server_file_is_not_echoed(tmp_path, capsys):
                          "--out", str(tmp_path / "run"))
     assert code == 1 and out == "" and err.count("\n") == 1
     assert "missing column(s) path, label, group" in err and "secret-content" not in err and "root:x" not in err
+
+
+def test_train_says_loudly_when_it_falls_back_to_the_bundled_images(capsys, monkeypatch, tmp_path):
+    """Without the full Fashion-MNIST (no download, no Debian package) training runs on 1,200 images: stderr says so."""
+    import core.datasets
+
+    monkeypatch.setattr(core.datasets, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("PDRO_DATA", str(tmp_path / "no-download"))
+    code, out, err = run(capsys, "train", "--dataset", "fmnist-groups", "--method", "erm", "--epochs", "1",
+                         "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 0
+    assert "NOTE: the full Fashion-MNIST training set was not found" in err and "download_fashion_mnist()" in err
+    code, out, err = run(capsys, "train", "--dataset", "fmnist-groups", "--method", "erm", "--epochs", "1",
+                         "--data-option", "source=bundled", "--out", str(tmp_path / "run2"), "--quiet")
+    assert code == 0 and "NOTE" not in err  # asked for: no notice
