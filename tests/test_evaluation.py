@@ -71,7 +71,7 @@ def test_evaluate_command_json(capsys):
     [
         (["--n", "0"], "--n: expected a positive number"),
         (["--eps", "0.1"], "need --attack"),
-        (["--attack", "fgsm", "--budget", "0.1"], "fgsm takes --eps"),
+        (["--attack", "fgsm", "--budget", "0.1"], "fgsm takes eps, not a budget"),
     ],
 )
 def test_evaluate_command_errors_are_one_line(capsys, argv, message):
