@@ -1,6 +1,6 @@
 """Attack step cost, side by side in one run (a benchmark, not a test).
 
-    python -m bench.attack_speed [--batch 256] [--threads 2] [--repeats 3]
+    python -m bench.attack_speed [--batch 256] [--threads 2] [--repeats 3] [--measures ssim ssim-padded]
 
 On the bundled small CNN and a batch of bundled Fashion-MNIST test images (28x28), prints:
 
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared machine)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget", type=float, default=0.01, help="DRO budget (mean 1 - SSIM)")
+    parser.add_argument("--measures", nargs="+", help="time W-DRO with only these costs (default: every valid one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -48,7 +49,7 @@ def main() -> None:
 
     floor = _median(args.repeats, lambda: _forward_backward(model, x, y, n=20)) / 20
     attacks = {"PGD-Linf": lambda steps: PGDLinf(model, eps=8 / 255, steps=steps)}
-    for name in available_measures(x.shape):
+    for name in dict.fromkeys([*(args.measures or available_measures(x.shape)), DEFAULT_COST]):
         attacks[f"W-DRO {name}"] = lambda steps, name=name: WDRO(model, metric=name, gamma=10.0, steps=steps)
     attacks["W-DRO ssim (piq)"] = lambda steps: WDRO(model, metric=_PIQ_SSIM, gamma=10.0, steps=steps)
 
