@@ -60,7 +60,8 @@ def measure_distributions(
     """
     from plotly.subplots import make_subplots
 
-    titles = [MEASURES[m].label + (" (higher = closer)" if MEASURES[m].higher_is_better else " (lower = closer)")
+    # Two lines per title: side by side, one-line titles ran into each other.
+    titles = [MEASURES[m].label + ("<br>(↑ = closer)" if MEASURES[m].higher_is_better else "<br>(↓ = closer)")
               for m in measures]
     fig = make_subplots(rows=1, cols=len(measures), subplot_titles=titles)
     for col, name in enumerate(measures, start=1):
@@ -68,7 +69,9 @@ def measure_distributions(
             values = scores[name].detach().float().cpu().numpy()
             fig.add_trace(go.Box(y=values, name=attack, marker_color=list(ATTACK_COLOURS.values())[i % 4],
                                  showlegend=col == 1, boxpoints="all", jitter=0.4, pointpos=0), row=1, col=col)
-    fig.update_layout(height=360, **_LAYOUT)
+    fig.update_layout(height=380, **{**_LAYOUT, "margin": {**_LAYOUT["margin"], "t": 70}})
+    fig.update_annotations(font_size=12)
+    fig.update_xaxes(showticklabels=False)  # the legend names the boxes
     return fig
 
 
@@ -104,8 +107,8 @@ def frontier_figure(
                                      hovertemplate=f"matched: budget {p.param:.3g}<extra></extra>"))
     # Scores crowd near 1 (SSIM 0.99 against 0.999): 1 - score on a log axis spreads them out.
     what = f"1 - mean {m.label}" if m.higher_is_better else f"mean {m.label}"
-    fig.update_layout(title=f"Attack success against {what}", yaxis=dict(title="attack success", range=[0, 1.02]),
-                      xaxis=dict(title=f"{what} (log scale; left = closer to the clean image)", type="log"),
+    fig.update_layout(title=f"Success vs {what}", yaxis=dict(title="attack success", range=[0, 1.02]),
+                      xaxis=dict(title=f"{what} (log; left = closer)", type="log"),
                       height=360, legend=dict(orientation="h", y=-0.3), **_LAYOUT)
     return fig
 

@@ -145,9 +145,9 @@ with live:
     with h2:
         spent = cmp.wdro.cost
         st.metric("Images given more than delta", f"{float((spent > cmp.budget).float().mean()):.0%}")
-        st.metric("Images given almost nothing (< delta / 10)", f"{float((spent < cmp.budget / 10).float().mean()):.0%}")
+        st.metric("Images given < delta / 10", f"{float((spent < cmp.budget / 10).float().mean()):.0%}")
         gap = paired_difference(cmp.wdro.success, cmp.pointwise.success)
-        st.metric("Success: distributional / pointwise",
+        st.metric("Success: distrib. / per image",
                   f"{cmp.wdro.success_rate:.0%} / {cmp.pointwise.success_rate:.0%}",
                   delta=f"{gap.difference:+.0%} (95% interval {gap.low:+.0%} to {gap.high:+.0%})", delta_color="off")
         verdict = ("the distributional budget fools more of these images" if gap.clear and gap.difference > 0 else
