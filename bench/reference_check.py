@@ -73,7 +73,7 @@ class ReadsGrey(nn.Module):
         return self.model(x.mean(1, keepdim=True))
 
 
-def summary(x_adv: torch.Tensor, fooled: torch.Tensor, distance: torch.Tensor) -> str:
+def summary(fooled: torch.Tensor, distance: torch.Tensor) -> str:
     values = distance[fooled].tolist()
     median = statistics.median(values) if values else float("nan")
     return f"{float(fooled.float().mean()):6.1%} {median:10.5f}"
@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         ref_adv = ref().detach()
         t2 = time.perf_counter()
         for judged, distance in distances.items():
-            print(f"{name + judged:<34} {steps:>5}  {summary(ours_adv, fooled(ours_adv), distance(ours_adv)):>23}  "
-                  f"{summary(ref_adv, fooled(ref_adv), distance(ref_adv)):>26}  {t1 - t0:6.1f} / {t2 - t1:5.1f} s",
+            print(f"{name + judged:<34} {steps:>5}  {summary(fooled(ours_adv), distance(ours_adv)):>23}  "
+                  f"{summary(fooled(ref_adv), distance(ref_adv)):>26}  {t1 - t0:6.1f} / {t2 - t1:5.1f} s",
                   flush=True)
 
 

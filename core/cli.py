@@ -324,7 +324,7 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
     """``train``; under torchrun (WORLD_SIZE > 1) it joins the process group first (gloo on CPU, nccl on GPU)."""
     import os
 
-    from core.groups import BUNDLED_NOTICE, load_group_dataset
+    from core.groups import bundled_notice, load_group_dataset
     from core.training import train_model
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -355,8 +355,9 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
         options = _data_options(args.data_option)
         train = load_group_dataset(args.dataset, "train", root=args.root, seed=args.seed, **options)
         val = load_group_dataset(args.dataset, "val", root=args.root, seed=args.seed, **options)
-        if rank == 0 and train.source == "bundled" and options.get("source") != "bundled":
-            print(BUNDLED_NOTICE.format(n=len(train)), file=sys.stderr, flush=True)  # loud, even with --quiet
+        notice = bundled_notice(train, options)
+        if rank == 0 and notice:
+            print(notice, file=sys.stderr, flush=True)  # loud, even with --quiet
         if rank == 0 and not args.quiet:
             print(f"{args.method} on {args.dataset} ({len(train)} training images, source {train.source}, "
                   f"{world} process(es), {device})", flush=True)

@@ -75,7 +75,7 @@ from torch import nn
 
 from core.attacks import WDRO, PGDLinf
 from core.fairness import fairness_report, robust_fairness
-from core.groups import BUNDLED_NOTICE, GroupDataset, load_group_dataset
+from core.groups import GroupDataset, bundled_notice, load_group_dataset
 from core.training import INFO_FILE, MODEL_FILE, TrainConfig, TrainProgress, load_trained, train_model
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "fairness"
@@ -239,9 +239,8 @@ def train_and_evaluate(
     # A cancelled run is shown at once: clean accuracy only, no attacks (they took ~90 s in the app).
     entry = evaluate_model(result.model, info, test, subset, bootstrap=bootstrap, attacked=not result.cancelled,
                            progress=lambda f, text: say(0.8 + 0.2 * f, text))
-    notice = BUNDLED_NOTICE.format(n=len(train)) if train.source == "bundled" and options.get("source") != "bundled" else None
     return result.model, {**entry, "cancelled": result.cancelled, "dataset": dataset, "groups": list(test.groups),
-                          "notice": notice}
+                          "notice": bundled_notice(train, options)}
 
 
 def make_demo(

@@ -220,12 +220,11 @@ def cost_by_group(entries: Mapping[str, Mapping], groups: Sequence[str], *, atta
     return fig
 
 
-def heatmap_image(values: torch.Tensor, *, vmax: float | None = None, side: int = 0) -> Image.Image:
+def heatmap_image(values: torch.Tensor, *, vmax: float | None = None) -> Image.Image:
     """An (H, W) map as an Inferno-coloured RGB image, pixel for pixel (0 black, ``vmax`` pale yellow).
 
-    Unlike a plotly heat map it has the image's own pixel grid, so shown beside the images at
-    the same width it lines up with them exactly; ``side`` enlarges small maps with nearest
-    neighbour (never smoothed) until the longer side reaches at least ``side``.
+    Unlike a plotly heat map it has the image's own pixel grid, so enlarged like the images
+    and shown beside them at the same width it lines up with them exactly.
     """
     z = values.detach().float().cpu().numpy()
     top = float(vmax) if vmax is not None else float(z.max())
@@ -233,8 +232,4 @@ def heatmap_image(values: torch.Tensor, *, vmax: float | None = None, side: int 
     anchors = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in pcolors.sequential.Inferno], dtype=float)
     grid = np.linspace(0.0, 1.0, len(anchors))
     rgb = np.stack([np.interp(t, grid, anchors[:, k]) for k in range(3)], axis=-1).round().astype(np.uint8)
-    img = Image.fromarray(rgb)  # (H, W, 3) uint8: RGB
-    if side and max(img.size) < side:
-        scale = -(-side // max(img.size))
-        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-    return img
+    return Image.fromarray(rgb)  # (H, W, 3) uint8: RGB

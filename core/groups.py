@@ -55,6 +55,7 @@ __all__ = [
     "BAD_FRACTION",
     "BAD_OPTION",
     "BUNDLED_NOTICE",
+    "bundled_notice",
     "BAD_SPLIT",
     "CELEBA_BAD_FILE",
     "CELEBA_IMAGE",
@@ -95,6 +96,13 @@ BAD_OPTION = "{dataset}: unexpected option(s) {names}; expected some of: {known}
 BUNDLED_NOTICE = ("NOTE: the full Fashion-MNIST training set was not found, so this trains on the {n} bundled "
                   "images (far lower accuracy). Get it with: python -c \"from core.datasets import "
                   "download_fashion_mnist; download_fashion_mnist()\" (online) or apt-get install dataset-fashion-mnist")
+
+
+def bundled_notice(data: GroupDataset, options: dict) -> str | None:
+    """:data:`BUNDLED_NOTICE` when ``data`` fell back to the bundled images without being asked to, else ``None``."""
+    if data.source == "bundled" and options.get("source") != "bundled":
+        return BUNDLED_NOTICE.format(n=len(data))
+    return None
 BAD_ARRAY = "{name}: expected {expected}, got {actual}"
 FMNIST_NO_TRAIN = (
     "fmnist-groups: source {source!r} has no Fashion-MNIST training split; "
@@ -362,7 +370,7 @@ def load_fmnist_groups(
     _check_fraction("eval_minority_fraction", eval_minority_fraction)
     for count_name, count in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if count is not None:
-            _check_count(count_name, count)
+            check_positive_int(count, name=count_name)
     fraction = minority_fraction if split == "train" else eval_minority_fraction
 
     if source == "bundled" or not _has_fmnist_train(root, source):
@@ -465,8 +473,8 @@ def load_celeba(
     if grouping not in ("attribute", "attribute_x_target"):
         raise ValueError(CELEBA_BAD_GROUPING.format(value=grouping))
     if max_images is not None:
-        _check_count("max_images", max_images)
-    _check_count("size", size)
+        check_positive_int(max_images, name="max_images")
+    check_positive_int(size, name="size")
     folder = (Path(root).expanduser() if root is not None else default_data_root()) / "celeba"
     image_dir, attr_file, partition_file = _celeba_files(folder)
 
@@ -577,7 +585,7 @@ def load_csv_groups(
         path = path / "metadata.csv"
     if not path.is_file():
         raise ValueError(CSV_MISSING.format(path=path))
-    _check_count("size", size)
+    check_positive_int(size, name="size")
     if channels not in (1, 3) or isinstance(channels, bool):
         raise ValueError(BAD_CHANNELS.format(value=channels))
     fractions_ok = len(split_fractions) == 3 and all(0 <= f <= 1 for f in split_fractions)
@@ -663,9 +671,6 @@ def _check_fraction(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ValueError(BAD_FRACTION.format(name=name, value=value))
 
-
-def _check_count(name: str, value: object) -> None:
-    check_positive_int(value, name=name)
 
 
 def _rng(seed: int, purpose: str) -> np.random.Generator:

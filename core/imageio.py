@@ -227,10 +227,10 @@ def load_image(
     """
     if mode not in ("RGB", "L"):
         raise ValueError(ERR_MODE.format(mode=mode))
-    _check_limit("max_pixels", max_pixels)
-    _check_limit("max_bytes", max_bytes)
-    _check_limit("max_side", max_side)
-    _check_limit("max_aspect", max_aspect)
+    check_positive_int(max_pixels, name="max_pixels")
+    check_positive_int(max_bytes, name="max_bytes")
+    check_positive_int(max_side, name="max_side")
+    check_positive_int(max_aspect, name="max_aspect")
     data = _read_source(source, max_bytes)
     if not data:
         raise ValueError(ERR_EMPTY)
@@ -460,10 +460,6 @@ def _describe(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
-
-def _check_limit(name: str, value: Any) -> None:
-    """Raise ValueError unless ``value`` is a positive int."""
-    check_positive_int(value, name=name)
 
 
 def _read_source(source: Any, max_bytes: int) -> bytes:

@@ -192,9 +192,9 @@ def model_label(name: str) -> str:
     return name if MODELS[name].available_offline() else f"{name} (weights not downloaded)"
 
 
-def display_image(x: torch.Tensor, side: int = DISPLAY_SIDE) -> Image.Image:
-    """A (C, H, W) or (1, C, H, W) tensor as a PIL image, small ones enlarged without smoothing."""
-    img = tensor_to_image(x[0] if x.dim() == 4 else x)
+def display_image(x: torch.Tensor | Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    """A (C, H, W) or (1, C, H, W) tensor (or a PIL image) for display, small ones enlarged without smoothing."""
+    img = x if isinstance(x, Image.Image) else tensor_to_image(x[0] if x.dim() == 4 else x)
     if max(img.size) < side:
         scale = side // max(img.size)
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)

@@ -217,7 +217,7 @@ with (wide if present else results):
     c1.image(display_image(out.x, side), caption=f"clean: {out.pred_clean}", width="stretch")
     c2.image(display_image(out.x_adv, side), caption=f"attacked: {out.pred_adv} ({verdict})", width="stretch")
     c3.image(display_image(out.perturbation(factor), side), caption=f"|change| x{factor} (grey = 0)", width="stretch")
-    c4.image(heatmap_image(out.difference, side=side), width="stretch",
+    c4.image(display_image(heatmap_image(out.difference), side), width="stretch",
              caption=f"where SSIM sees it: 1 - local SSIM, 0 to {float(out.difference.max()):.2f}")
 
 with results:
