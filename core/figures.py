@@ -6,6 +6,8 @@ and returns a ``plotly.graph_objects.Figure``; nothing here draws on screen.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -19,6 +21,7 @@ from core.measures import MEASURES
 
 BEFORE, AFTER = "#4C78A8", "#E45756"
 ATTACK_COLOURS = {"pgd-linf": "#F58518", "wdro": "#54A24B", "pgd-l2": "#B279A2", "fgsm": "#9D755D"}
+CURVE_COLOURS = (*ATTACK_COLOURS.values(), "#4C78A8", "#E45756", "#72B7B2", "#000000")  # eight attacks
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
 
 
@@ -76,14 +79,16 @@ def measure_distributions(
 
 
 def frontier_figure(
-    sweeps: Mapping[str, Sequence[SweepPoint]], measure: str, *, marks: Mapping[str, SweepPoint] | None = None
+    sweeps: Mapping[str, Sequence[SweepPoint]], measure: str, *, marks: Mapping[str, SweepPoint] | None = None,
+    emphasis: str | None = None,
 ) -> go.Figure:
     """Attack success against mean perceptual score, one curve per attack over its budget sweep.
 
     Args:
-        sweeps: ``{attack display name: points}``.
+        sweeps: ``{attack display name: points}`` (a point's ``param`` may be NaN: no budget to show).
         measure: The measure on the x axis.
         marks: Optional ``{attack display name: point}`` to highlight (the matched runs).
+        emphasis: Optional attack display name drawn with a thicker line.
     """
     m = MEASURES[measure]
 
@@ -93,11 +98,12 @@ def frontier_figure(
     fig = go.Figure()
     for i, (attack, points) in enumerate(sweeps.items()):
         points = sorted(points, key=lambda p: gap(p.measures[measure]))
-        colour = list(ATTACK_COLOURS.values())[i % 4]
+        colour = CURVE_COLOURS[i % len(CURVE_COLOURS)]
         fig.add_trace(go.Scatter(
             x=[gap(p.measures[measure]) for p in points], y=[p.success_rate for p in points], mode="lines+markers",
-            name=attack, marker_color=colour,
-            text=[f"budget {p.param:.3g}<br>{m.label} {p.measures[measure]:.4f}" for p in points],
+            name=attack, marker_color=colour, line_width=4 if attack == emphasis else 2,
+            text=[(f"budget {p.param:.3g}<br>" if math.isfinite(p.param) else "") + f"{m.label} {p.measures[measure]:.4f}"
+                  for p in points],
             hovertemplate="%{text}<br>success %{y:.2f}<extra></extra>",
         ))
         if marks and attack in marks:

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from core.attacks import PGDLinf
-from core.compare import compare_ssim_linf, correctly_classified, match_success
+from core.attacks import WDRO, PGDLinf
+from core.compare import CheapestFlips, compare_ssim_linf, correctly_classified, keep_cheapest, match_success
 from core.datasets import load_fashion_mnist
 from core.explore import (
     AttackSettings,
@@ -21,6 +21,7 @@ from core.explore import (
     suggested_factor,
 )
 from core.imageio import load_tensor
+from core.measures import evaluate_measures
 from core.models import get_model_spec, load_model
 
 
@@ -164,16 +165,48 @@ def test_compare_matches_damage_and_wdro_wins_on_its_cost(bundled, batch):
     model, _ = bundled
     x, y = batch
     seen = []
-    cmp = compare_ssim_linf(model, x, y, eps=4 / 255, steps=20, progress=lambda f, msg: seen.append(f))
-    assert seen[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in seen)
-    assert cmp.matched and abs(cmp.wdro.success_rate - cmp.pgd.success_rate) <= 1 / 24
-    assert float(cmp.wdro.cost.mean()) <= cmp.budget * (1 + 1e-4)  # the distributional budget holds
-    assert float(cmp.pointwise.cost.max()) <= cmp.budget * (1 + 1e-4)  # the pointwise one per image
-    assert float(cmp.wdro.measures["ssim-padded"].mean()) > float(cmp.pgd.measures["ssim-padded"].mean())
+    cmp = compare_ssim_linf(model, x, y, eps=4 / 255, steps=20, progress=lambda f, msg: seen.append((f, msg)))
+    assert seen[-1][0] == 1.0 and all(0.0 <= f <= 1.0 for f, _ in seen)
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)  # the bar only moves forward
+    assert any("radius 4/255" in msg for _, msg in seen) and any("step 20 of 20" in msg for _, msg in seen)
+    k = int(cmp.pgd.success.sum())
+    assert cmp.matched and int(cmp.wdro.success.sum()) == k > 0  # exactly PGD's count
+    assert cmp.budget == pytest.approx(float(cmp.wdro.cost.mean()))  # delta is the mean cost it spent
+    assert float(cmp.pointwise.cost.max()) <= cmp.budget  # the pointwise worst case holds every image to delta
+    assert int(cmp.pointwise.success.sum()) <= k  # the distributional budget never fools fewer
+    # the unattacked images are exactly clean, and the kept ones are the k cheapest flips
+    assert torch.equal(cmp.wdro.x_adv[~cmp.wdro.success], x[~cmp.wdro.success])
+    flips = cmp.flips.cost[cmp.flips.success].sort().values
+    assert float(cmp.wdro.cost.sum()) == pytest.approx(float(flips[:k].sum()))
+    # the derived measures are those of the images shown
+    fresh = evaluate_measures(x, cmp.wdro.x_adv)
+    for name in ("ssim-padded", "haarpsi", "linf"):
+        torch.testing.assert_close(cmp.wdro.measures[name], fresh[name], atol=1e-6, rtol=1e-5)
+    fooled = cmp.wdro.success
+    assert float(cmp.wdro.measures["ssim-padded"][fooled].mean()) > float(cmp.pgd.measures["ssim-padded"][cmp.pgd.success].mean())
     assert float(cmp.pgd.measures["linf"].max()) <= 4 / 255 + 1e-6
     rates = [p.success_rate for p in cmp.pgd_sweep]
     assert rates == sorted(rates)  # more radius, more damage
-    assert {p.param for p in cmp.pgd_sweep} >= {4 / 255} and cmp.budget in {p.param for p in cmp.wdro_sweep}
+    budgets = [p.param for p in cmp.wdro_sweep]
+    assert budgets == sorted(budgets) and [p.success_rate for p in cmp.wdro_sweep] == sorted(p.success_rate for p in cmp.wdro_sweep)
+    assert {p.param for p in cmp.pgd_sweep} >= {4 / 255} and cmp.budget in budgets
+
+
+def test_one_pass_worst_case_is_no_costlier_than_the_budget_search(bundled, batch):
+    """The one pass against bisecting the distributional budget over W-DRO runs, at PGD's damage (bench.matched_mode)."""
+    model, _ = bundled
+    x, y = batch
+    k = int(PGDLinf(model, eps=4 / 255)(x, y).success.sum())
+    assert 0 < k < len(x)
+    flips = CheapestFlips(model, steps=30)(x, y)
+    one = keep_cheapest(flips, k)
+    match = match_success(lambda d: WDRO(model, budget=d, steps=30, loss="margin"), k / len(x), x, y,
+                          lo=1e-5, hi=0.1, rounds=6, at_least=True)
+    assert match.achieved >= k / len(x)
+    search = keep_cheapest(match.result, k)
+    assert int(one.success.sum()) == int(search.success.sum()) == k
+    assert float(one.cost.mean()) <= float(search.cost.mean()) * 1.05
+    assert float(one.cost.mean()) > 0
 
 
 def test_paired_difference_of_success_rates_has_an_honest_interval():

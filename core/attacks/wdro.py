@@ -184,7 +184,7 @@ class WDRO(Attack):
             # scale bounded while gamma moves over orders of magnitude (Adam remembers scales).
             (grad,) = torch.autograd.grad(((loss - gamma * cost) / (1 + gamma)).sum(), x_adv)
             with torch.no_grad():
-                x_adv = x_adv.detach()
+                x_adv = iterate = x_adv.detach()
                 finite = torch.isfinite(loss) & torch.isfinite(cost) & torch.isfinite(grad).flatten(1).all(1)
                 if not bool(finite.all()):  # rare: hold those images at their last finite iterate
                     nonfinite += (~finite).long()
@@ -204,7 +204,7 @@ class WDRO(Attack):
                 gammas.append(gamma)
                 self._step_done(t + 1, self.steps)
                 if online and t >= self.dual_warmup * self.steps:
-                    log_gamma = self._dual_step(log_gamma, cost, finite)
+                    log_gamma = self._dual_step(log_gamma, cost, finite, loss=loss.detach(), x_adv=iterate)
         x_adv = self._finite_or_fallback(x, x_adv, last_finite, cost_fn)
         if int((nonfinite > 0).sum()):
             warnings.warn(NONFINITE_WARNING.format(count=int((nonfinite > 0).sum())), RuntimeWarning, stacklevel=4)
@@ -241,9 +241,12 @@ class WDRO(Attack):
 
     # -- pieces ------------------------------------------------------------------------------
 
-    def _dual_step(self, log_gamma: torch.Tensor, cost: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    def _dual_step(
+        self, log_gamma: torch.Tensor, cost: torch.Tensor, finite: torch.Tensor, *, loss: torch.Tensor, x_adv: torch.Tensor
+    ) -> torch.Tensor:
         """The shared online step (:func:`~core.attacks.dro_budget.dual_step`), aimed at ``dual_aim * budget``.
 
+        ``cost`` and ``loss`` are those of the iterate ``x_adv`` the last step started from.
         Clipped to [-1, 3]: one pass over the batch must find the budget, so the price may
         rise fast. Images with a non-finite loss, cost or gradient keep their multiplier
         (pointwise) or are left out of the batch's mean (distributional).
