@@ -20,14 +20,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.attacks import AttackResult
-from core.attacks.options import AttackOptions
+from core.attacks import ATTACKS, AttackResult
+from core.attacks.options import MINIMAL_CAP, AttackOptions
 from core.measures import MEASURES, get_measure, ssim_map
 from core.models import ASSETS, ModelSpec
 
 GALLERY = ASSETS / "gallery"
-ATTACK_CHOICES = ("wdro", "pgd-linf", "pgd-l2", "fgsm")
-ATTACK_LABELS = {"wdro": "W-DRO (perceptual)", "pgd-linf": "PGD-L-inf", "pgd-l2": "PGD-L2", "fgsm": "FGSM"}
+_FIRST = ("wdro", "pgd-linf", "pgd-l2", "fgsm")
+ATTACK_CHOICES = (*(a for a in _FIRST if a in ATTACKS), *sorted(a for a in ATTACKS if a not in _FIRST))  # every registered one
+ATTACK_LABELS = {"wdro": "W-DRO (perceptual)", "pgd-linf": "PGD-L-inf", "pgd-l2": "PGD-L2", "fgsm": "FGSM",
+                 "ddn": "DDN (minimal L2)", "alma-ssim": "ALMA (minimal SSIM)", "perc-al": "PerC-AL (minimal CIEDE2000)"}
 _GALLERY_NAME = re.compile(r"^\d+_(?P<label>.+)$")
 
 
@@ -50,6 +52,8 @@ class AttackSettings(AttackOptions):
             form = f"gamma = {self.gamma:g}" if self.gamma is not None else f"budget delta = {self.effective_budget:g}"
             return f"{name}, {cost} cost, {form}"
         eps = self.effective_eps
+        if self.attack in MINIMAL_CAP:
+            return f"{name}, the smallest change that fools" + ("" if eps is None else f", at most {eps:.4g}")
         return name if eps is None else f"{name}, eps = {eps:.4g}"
 
 

@@ -123,6 +123,7 @@ def evaluate_model(
     bootstrap: int = 1000,
     progress: Callable[[float, str], None] | None = None,
     attacked: bool = True,
+    clean_subset: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """One model's entry of ``evaluation.json`` (without ``label`` and ``path``).
 
@@ -134,6 +135,8 @@ def evaluate_model(
         bootstrap: Resamples of the confidence intervals.
         progress: Called as ``progress(fraction, text)`` between stages and attacked batches.
         attacked: ``False``: clean accuracy only (``under_attack`` is empty), as for a cancelled run.
+        clean_subset: Indices of ``test`` the clean accuracy is measured on (default: all of it);
+            ``entry["clean_images"]`` says how many.
     """
     say = progress or (lambda fraction, text: None)
     device = next(model.parameters()).device
@@ -141,9 +144,10 @@ def evaluate_model(
     index = subset.to(device)
     xs, ys, gs = x[index], y[index], g[index]
     say(0.0, "clean accuracy")
+    xc, yc, gc = (x, y, g) if clean_subset is None else (t[clean_subset.to(device)] for t in (x, y, g))
     with torch.no_grad():
-        pred = torch.cat([model(xb).argmax(1) for xb in x.split(1000)])
-    clean = fairness_report(pred.cpu(), y.cpu(), g.cpu(), test.groups, bootstrap=bootstrap, seed=0)
+        pred = torch.cat([model(xb).argmax(1) for xb in xc.split(1000)])
+    clean = fairness_report(pred.cpu(), yc.cpu(), gc.cpu(), test.groups, bootstrap=bootstrap, seed=0)
     attacks = {
         "wdro-ssim": WDRO(model, metric="ssim", budget=ATTACKS["wdro-ssim"]["budget"],
                           steps=ATTACKS["wdro-ssim"]["steps"]),
@@ -162,6 +166,7 @@ def evaluate_model(
         "history": history,
         "transport_cost_by_group": history[-1].get("cost_by_group") if history else None,
         "clean": clean.to_dict(),
+        "clean_images": len(yc),
         "under_attack": under,
     }
 
@@ -181,6 +186,7 @@ def train_and_evaluate(
     device: torch.device | str = "cpu",
     n_attacked: int = 500,
     bootstrap: int = 200,
+    cancelled_sample: int = 2000,
     report: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     abandoned: Callable[[], bool] | None = None,
@@ -197,10 +203,12 @@ def train_and_evaluate(
         device: Where to train and evaluate.
         n_attacked: Test images attacked by each attack of :data:`ATTACKS`.
         bootstrap: Resamples of the confidence intervals.
+        cancelled_sample: Test images a cancelled run's clean accuracy is measured on (a seeded
+            sample, so Cancel answers in about a second instead of classifying every test image).
         report: Called as ``report(fraction, text)``: training is the first 80%.
         should_stop: Polled between training steps; the run then stops after the step, and
-            the model of the last step is evaluated on clean images only (``entry["cancelled"]``
-            is True and ``entry["under_attack"]`` empty).
+            the model of the last step is evaluated on ``cancelled_sample`` clean images only
+            (``entry["cancelled"]`` is True and ``entry["under_attack"]`` empty).
         abandoned: Polled after training: when it returns True (nobody is left to see the
             result, e.g. the app's session ended) nothing is evaluated and ``None`` is returned.
 
@@ -237,8 +245,9 @@ def train_and_evaluate(
     info = result.to_dict()
     subset = attacked_subset(len(test), min(n_attacked, len(test)))
     # A cancelled run is shown at once: clean accuracy only, no attacks (they took ~90 s in the app).
+    sample = attacked_subset(len(test), min(cancelled_sample, len(test))) if result.cancelled else None
     entry = evaluate_model(result.model, info, test, subset, bootstrap=bootstrap, attacked=not result.cancelled,
-                           progress=lambda f, text: say(0.8 + 0.2 * f, text))
+                           clean_subset=sample, progress=lambda f, text: say(0.8 + 0.2 * f, text))
     return result.model, {**entry, "cancelled": result.cancelled, "dataset": dataset, "groups": list(test.groups),
                           "notice": bundled_notice(train, options)}
 

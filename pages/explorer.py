@@ -11,6 +11,8 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from core.attacks import get_attack
+from core.attacks.options import DEFAULT_BUDGET, MINIMAL_CAP, TAKES_LOSS, TAKES_STEP_SIZE
 from core.explore import (
     ATTACK_CHOICES,
     ATTACK_LABELS,
@@ -22,7 +24,6 @@ from core.explore import (
     run_attack,
     suggested_factor,
 )
-from core.attacks.options import DEFAULT_BUDGET
 from core.figures import heatmap_image, top_classes_figure
 from core.imageio import load_tensor, png_bytes
 from core.measures import DEFAULT_COST, MEASURES
@@ -37,10 +38,11 @@ from pages.common import (
     keep,
     keep_choices,
     model_label,
-    weights_digest,
-    weights_upload_mb,
+    presentation_layout,
     show_error,
     test_set,
+    weights_digest,
+    weights_upload_mb,
 )
 
 keep_choices()  # first, before any widget: see pages.common.keep
@@ -137,6 +139,13 @@ with controls:
         settings = replace(settings, metric=metric, budget=budget)
     elif attack == "pgd-l2":
         settings = replace(settings, eps=st.slider("L2 radius eps", 0.1, 5.0, step=0.1, key=keep("keep.eps_l2", 1.0)))
+    elif attack in MINIMAL_CAP:  # no budget: the smallest change that fools, in the attack's own distance
+        own = MEASURES[get_attack(attack).metric]
+        cap = st.number_input(f"Largest {own.label} allowed (0: no cap)", 0.0, 1e4, format="%g",
+                              key=keep(f"keep.cap.{attack}", 0.0),
+                              help=f"A minimal attack looks for the fooling image closest in {own.label} "
+                                   f"({own.cost_formula}); a cap makes it give up beyond that distance.")
+        settings = replace(settings, eps=cap if cap > 0 else None)
     else:
         eps255 = st.slider("L-inf radius eps (in 1/255)", 1, 32, key=keep("keep.eps_linf", 8))
         settings = replace(settings, eps=eps255 / 255)
@@ -147,23 +156,32 @@ with controls:
                                         key=keep("keep.gamma", 100.0), help="Larger gamma: a milder, cheaper-looking attack.")
                 settings = replace(settings, gamma=gamma, budget=None)  # the penalty form replaces the budget
         if attack != "fgsm":
-            default_steps, default_step = (100, 0.01) if attack == "wdro" else (10, 0.0)
+            default_steps = 100 if attack == "wdro" or attack in MINIMAL_CAP else 10
             steps = st.number_input("Steps", 1, 1000, key=keep(f"keep.steps.{attack}", default_steps))
+            settings = replace(settings, steps=int(steps))
+        if attack in TAKES_STEP_SIZE:
             step = st.number_input("Step size (0: the attack's default)" if attack != "wdro" else "Step size",
-                                   0.0, 1.0, format="%g", key=keep(f"keep.step.{attack}", default_step))
-            settings = replace(settings, steps=int(steps), step_size=step if step > 0 else None)
-        loss = st.radio("Loss", ("margin", "ce"), horizontal=True, key=keep("keep.loss"),
-                        format_func={"margin": "margin (stop once fooled)", "ce": "cross-entropy"}.get,
-                        help="On one confident image the cross-entropy saturates (its gradient underflows), "
-                             "so the margin loss is the default.")
+                                   0.0, 1.0, format="%g", key=keep(f"keep.step.{attack}", 0.01 if attack == "wdro" else 0.0))
+            settings = replace(settings, step_size=step if step > 0 else None)
+        if attack in TAKES_LOSS:  # the minimal attacks have their own constraint
+            loss = st.radio("Loss", ("margin", "ce"), horizontal=True, key=keep("keep.loss"),
+                            format_func={"margin": "margin (stop once fooled)", "ce": "cross-entropy"}.get,
+                            help="On one confident image the cross-entropy saturates (its gradient underflows), "
+                                 "so the margin loss is the default.")
+            settings = replace(settings, loss=loss)
         seed = st.number_input("Seed", 0, 2**31 - 1, key=keep("keep.seed", 0))
-        settings = replace(settings, loss=loss, seed=int(seed))
+        settings = replace(settings, seed=int(seed))
     if skipped:
         st.caption("Not available at this size: " + "; ".join(
-            f"{MEASURES[m].label}" for m in skipped) + " (see the table of measures).")
-    present = st.toggle("Presentation view", key=keep("keep.present", False),
-                        help="The images across the whole page, for a projector (28 px images enlarged 16x, never smoothed).")
+            f"{MEASURES[m].label}" for m in skipped) + " (why: under the table of measures).")
     run = st.button("Run", type="primary", disabled=x is None, key="explore.run", width="stretch")
+
+with results:  # here, not among the settings: the narrow column cut its label off at 1024 px
+    present = st.toggle("Presentation view", key=keep("keep.present", False),
+                        help="The images across the whole window, for a projector (28 px images enlarged 16x, never "
+                             "smoothed); the sidebar is hidden until you switch this off.")
+if present:
+    presentation_layout()
 
 # -- running ----------------------------------------------------------------------------------------
 if run and x is not None:
@@ -218,28 +236,26 @@ with (wide if present else results):
     c2.image(display_image(out.x_adv, side), caption=f"attacked: {out.pred_adv} ({verdict})", width="stretch")
     c3.image(display_image(out.perturbation(factor), side), caption=f"|change| x{factor} (grey = 0)", width="stretch")
     c4.image(display_image(heatmap_image(out.difference), side), width="stretch",
-             caption=f"where SSIM sees it: 1 - local SSIM, 0 to {float(out.difference.max()):.2f}")
+             caption=f"1 - local SSIM, 0 to {float(out.difference.max()):.2f}")
 
 with results:
-    left, right = st.columns([1.2, 1])
-    with left:
-        title = f"Top classes (true: {out.label})" if out.labelled else "Top classes (true class unknown)"
-        st.plotly_chart(top_classes_figure(out.top_classes(5), title=title),
-                        width="stretch", key="explore.top5")
-    with right:
-        rows = [{
-            "measure": MEASURES[m].label,
-            "score": v,
-            "better": "higher" if MEASURES[m].higher_is_better else "lower",
-            "attack's cost": "yes" if m == out.result.metric else "",
-        } for m, v in out.measures.items()]
-        rows += [{"measure": MEASURES[m].label, "score": None, "better": why, "attack's cost": ""}
-                 for m, why in out.skipped.items()]
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                     column_config={"score": st.column_config.NumberColumn(format="%.5g")})
-        gamma = float(out.result.final_gamma[0])
-        if gamma == gamma:  # W-DRO: the multiplier it ended with
-            st.caption(f"Final gamma = {gamma:.4g}; transport cost spent = {float(out.result.cost[0]):.4g}.")
+    # one above the other: side by side, both were cut off at 1024 px
+    title = f"Top classes (true: {out.label})" if out.labelled else "Top classes (true class unknown)"
+    st.plotly_chart(top_classes_figure(out.top_classes(5), title=title), width="stretch", key="explore.top5")
+    rows = [{
+        "measure": MEASURES[m].label,
+        "score": v,
+        "better": "higher" if MEASURES[m].higher_is_better else "lower",
+        "attack's cost": "yes" if m == out.result.metric else "",
+    } for m, v in out.measures.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=35 * (len(rows) + 1) + 3,  # no scroll
+                 column_config={"score": st.column_config.NumberColumn(format="%.5g")})
+    if out.skipped:
+        st.caption("Not defined at this image size: " + "; ".join(
+            f"{MEASURES[m].label} ({why})" for m, why in out.skipped.items()) + ".")
+    gamma = float(out.result.final_gamma[0])
+    if gamma == gamma:  # W-DRO: the multiplier it ended with
+        st.caption(f"Final gamma = {gamma:.4g}; transport cost spent = {float(out.result.cost[0]):.4g}.")
     stem = f"{shown['model']}_{out.settings.attack}"
     d1, d2, d3 = st.columns(3)
     d1.download_button("Attacked image (PNG)", png_bytes(out.x_adv[0]), f"{stem}_attacked.png", "image/png",

@@ -136,7 +136,8 @@ if chosen:
         delta = clean["worst_group_accuracy"] - first["worst_group_accuracy"]
         column.metric(f"{name}: worst-group accuracy", f"{clean['worst_group_accuracy']:.1%}",
                       delta=f"{delta * 100:+.1f} points" if name != next(iter(chosen)) else None)
-        column.caption(f"gap {clean['gap'] * 100:.1f} points, mean {clean['mean_accuracy']:.1%} (clean test images)")
+        on = f"{entry['clean_images']:,} clean test images" if entry.get("clean_images") else "clean test images"
+        column.caption(f"gap {clean['gap'] * 100:.1f} points, mean {clean['mean_accuracy']:.1%} ({on})")
     st.plotly_chart(group_accuracy_bars(chosen, groups, conditions), width="stretch", key="fair.bars")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     attacks = "; ".join(f"{k}: " + ", ".join(f"{p} {v}" for p, v in a.items()) for k, a in ATTACKS.items())
@@ -176,6 +177,11 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
         start = f3.selectbox("Start from", starts, key=keep("keep.fair_start"),
                              format_func=lambda s: "random weights" if s == "scratch" else f"a copy of {s}")
         ready = dataset == DEFAULT or data.ready
+        st.caption("Before you start: a run of a few epochs on a few thousand images will not match the bundled "
+                   "models (6 epochs on 12,000 images; docs/fairness-training.md has 3 seeds). Use it to watch "
+                   "training move the groups, not to compare with them. After training, each attack runs on 500 "
+                   "test images (about a minute on one CPU thread); Cancel skips the attacks and measures clean "
+                   "accuracy on 2,000 test images, in about a second.")
         slots = job_slots()
         if slots.running:
             st.caption(f"{slots.running} of {slots.limit} training runs are going on this server.")

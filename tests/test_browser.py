@@ -145,8 +145,8 @@ def test_every_page_in_a_real_browser(server, page):
     compare.click()
     expect(page.get_by_test_id("stMetric").filter(has_text="W-DRO success")).to_be_visible(
         timeout=RENDER_TIMEOUT)
-    expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=RENDER_TIMEOUT)
-    wait_images(page, 24, RENDER_TIMEOUT)
+    expect(page.locator(".js-plotly-plot")).to_have_count(2 + 4, timeout=RENDER_TIMEOUT)  # benchmark tab; results
+    wait_images(page, 5 * 4, RENDER_TIMEOUT)  # clean, PGD, its change, W-DRO, its change
     no_exception(page)
     shot(page, "compare")
 
@@ -269,3 +269,82 @@ def test_a_hidden_select_slider_comes_back_with_its_value(server, page):
     expect(cost).to_be_visible(timeout=RENDER_TIMEOUT)
     assert 0.005 < float(cost.inner_text()) <= 0.01 * (1 + 1e-4)
     no_exception(page)
+
+
+# Everything in the main column must fit the window: nothing wider than the viewport, no metric value
+# cut off with an ellipsis, no plotly chart wider than its column.
+OVERFLOW = """() => {
+  const w = document.documentElement.clientWidth, main = document.querySelector('[data-testid="stMain"]');
+  const wide = [...main.querySelectorAll('[data-testid="stImage"], .js-plotly-plot, [data-testid="stMetric"], h1, h2, h3')]
+    .filter(e => e.getBoundingClientRect().right > w + 1).map(e => e.getAttribute('data-testid') || e.tagName);
+  const clipped = [...main.querySelectorAll('[data-testid="stMetricValue"] div, [data-testid="stMetricLabel"] p, '
+                                           + '[data-testid="stWidgetLabel"] p')]
+    .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText);
+  for (const plot of main.querySelectorAll('.js-plotly-plot')) {  // chart titles cut at the chart's edge
+    const edge = plot.getBoundingClientRect().right;
+    for (const t of plot.querySelectorAll('.gtitle, .annotation-text'))
+      if (t.getBoundingClientRect().right > edge + 1) clipped.push(t.textContent);
+  }
+  return {scroll: document.documentElement.scrollWidth - w, wide, clipped};
+}"""
+
+
+def wide_images(page: Page, side: float) -> None:
+    """Wait until the page's first image is at least ``side`` px wide (the layout settles after the rerun)."""
+    page.wait_for_function("s => document.querySelector('[data-testid=stImage] img').getBoundingClientRect().width >= s",
+                           arg=side, timeout=RENDER_TIMEOUT)
+
+
+def fits(page: Page, name: str) -> None:
+    """Screenshot ``name`` and assert that nothing of the page overflows the window."""
+    shot(page, name)
+    found = page.evaluate(OVERFLOW)
+    assert found == {"scroll": 0, "wide": [], "clipped": []}, (name, found)
+
+
+@pytest.mark.parametrize("width,height", [(1400, 900), (1024, 768)])
+def test_pages_fit_a_projector_and_an_unlabelled_photo_has_no_true_class(server, page, tmp_path, width, height):
+    """The explorer (normal and presentation view, on an uploaded photo) and the comparison (both views) at
+    the sizes of a laptop and of a projector: screenshots, and no element wider than the window."""
+    from PIL import Image
+
+    view = page.context.browser.new_page(viewport={"width": width, "height": height})
+    try:
+        run = view.get_by_role("button", name="Run", exact=True)
+        view.goto(f"{server}/explorer")
+        expect(run).to_be_visible(timeout=RENDER_TIMEOUT)
+        photo = tmp_path / "photo.png"  # no label: the page must not call the clean prediction the true class
+        Image.linear_gradient("L").resize((64, 64)).convert("RGB").save(photo)
+        view.get_by_test_id("stRadio").filter(has_text="Image").get_by_text("Upload", exact=True).click()
+        view.locator("input[type=file]").last.set_input_files(str(photo))
+        expect(run).to_be_enabled(timeout=RENDER_TIMEOUT)
+        run.click()
+        expect(view.locator(".js-plotly-plot .gtitle")).to_have_text("Top classes (true class unknown)",
+                                                                      timeout=RENDER_TIMEOUT)
+        wait_images(view, 4, RENDER_TIMEOUT)
+        no_exception(view)
+        fits(view, f"explorer-upload-{width}")
+        view.get_by_text("Presentation view").click()
+        expect(view.get_by_role("heading", level=3).filter(has_text="→")).to_be_visible(timeout=RENDER_TIMEOUT)
+        wait_images(view, 4, RENDER_TIMEOUT)
+        expect(view.get_by_test_id("stSidebarNav")).to_be_hidden()  # the whole window for the images
+        wide_images(view, 0.2 * width)  # four across the window
+        fits(view, f"explorer-presentation-{width}")
+        view.get_by_text("Presentation view").click()
+        expect(view.get_by_test_id("stSidebarNav")).to_be_visible(timeout=RENDER_TIMEOUT)  # and back
+
+        compare = view.get_by_role("button", name="Run the comparison")
+        view.goto(f"{server}/compare")
+        expect(compare).to_be_visible(timeout=RENDER_TIMEOUT)
+        compare.click()
+        expect(view.locator(".js-plotly-plot")).to_have_count(2 + 4, timeout=RENDER_TIMEOUT)
+        wait_images(view, 5 * 4, RENDER_TIMEOUT)
+        no_exception(view)
+        fits(view, f"compare-{width}")
+        view.get_by_text("Presentation view").click()
+        view.wait_for_function("() => [...document.querySelectorAll('[data-testid=stImage] img')]"
+                               ".filter(i => i.complete && i.naturalWidth >= 448).length >= 20", timeout=RENDER_TIMEOUT)
+        wide_images(view, 0.2 * width)  # four across the window
+        fits(view, f"compare-presentation-{width}")
+    finally:
+        view.close()

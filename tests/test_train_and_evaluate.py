@@ -54,9 +54,18 @@ def test_cancelled_after_some_steps_keeps_the_partial_model():
         return len(calls) > 3  # three steps, then stop
 
     out = train_and_evaluate(TrainConfig(epochs=2), data_options=BUNDLED, should_stop=stop, n_attacked=32,
-                             bootstrap=0)
+                             bootstrap=0, cancelled_sample=200)
     assert out is not None
-    _, entry = out
+    model, entry = out
     assert entry["cancelled"] is True and entry["history"] == []  # no epoch finished
     assert entry["under_attack"] == {}  # shown at once: no attacks after a cancel
-    assert 0.0 <= entry["clean"]["mean_accuracy"] <= 1.0
+    # on a seeded sample of the test split, not all of it: Cancel answers at once
+    assert entry["clean_images"] == 200 == sum(g["n"] for g in entry["clean"]["by_group"].values())
+    from core.fairness_demo import attacked_subset
+    from core.groups import load_group_dataset
+
+    x, y, _ = load_group_dataset("fmnist-groups", "test", source="bundled").tensors()
+    sample = attacked_subset(len(y), 200)
+    with torch.no_grad():
+        right = (model(x[sample]).argmax(1) == y[sample]).double().mean()
+    assert entry["clean"]["mean_accuracy"] == pytest.approx(float(right))  # the accuracy of those 200 images
