@@ -26,7 +26,7 @@ import torch
 
 from core.attacks import WDRO, PGDLinf
 from core.compat import piq
-from core.datasets import load_fashion_mnist
+from core.data import load_fashion_mnist
 from core.measures import DEFAULT_COST, Measure, available_measures
 from core.models import load_model
 

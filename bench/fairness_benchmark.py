@@ -32,7 +32,7 @@ import time
 import torch
 
 from core.fairness import group_accuracy
-from core.groups import load_group_dataset
+from core.data import load_group_dataset
 from core.training import TrainConfig, train_model
 
 METHODS = {

@@ -20,7 +20,7 @@ import statistics
 import torch
 
 from core.fairness import fairness_report
-from core.groups import load_group_dataset
+from core.data import load_group_dataset
 from core.training import TrainConfig, train_model
 
 

@@ -109,7 +109,7 @@ def concurrent_vs_solo() -> str:
     """Two seeded W-DRO trainings in two threads against one alone: equal weights, bitwise?"""
     import torch
 
-    from core.groups import load_group_dataset
+    from core.data import load_group_dataset
     from core.training import TrainConfig, train_model
 
     data = load_group_dataset("fmnist-groups", "train", source="bundled")

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from core.datasets import (  # noqa: E402  (needs the repository on sys.path)
+from core.data import (  # noqa: E402  (needs the repository on sys.path)
     DEBIAN_DIR,
     DEBIAN_PACKAGE,
     FASHION_MNIST_CLASSES,
@@ -89,7 +89,7 @@ def readme_text(
 
 A small, offline subset of the Fashion-MNIST **test** split so that the
 library, its tests and its demos work without the full data set or a network.
-`core.datasets.load_fashion_mnist("test", source="bundled")` reads it, and
+`core.data.load_fashion_mnist("test", source="bundled")` reads it, and
 `source="auto"` falls back to it when neither torchvision's download layout
 nor the Debian package `{DEBIAN_PACKAGE}` is present.
 

@@ -330,7 +330,7 @@ def table(outcomes: list[Outcome], judges: list[str], n: int) -> str:
 
 def load_data(model_name: str, model: nn.Module, n: int, images: str | None, device, split: str = "all"):
     if images is None:
-        from core.datasets import load_fashion_mnist
+        from core.data import load_fashion_mnist
 
         x, y = load_fashion_mnist("test", source="bundled").tensors()
         start, stop = SPLITS[split]

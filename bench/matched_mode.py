@@ -25,7 +25,7 @@ import torch
 
 from core.attacks import WDRO, PGDLinf
 from core.compare import CheapestFlips, correctly_classified, keep_cheapest, match_success
-from core.datasets import load_fashion_mnist
+from core.data import load_fashion_mnist
 from core.measures import DEFAULT_COST
 from core.models import load_model
 

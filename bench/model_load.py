@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from core.datasets import load_fashion_mnist
+from core.data import load_fashion_mnist
 from core.models import MODELS, load_model
 
 DEFAULT_MODEL = "fmnist-cnn"

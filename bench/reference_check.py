@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     alma, ddn, perc_al, ciede2000_diff, rgb2lab_diff = import_adv_lib()
 
-    from core.datasets import load_fashion_mnist
+    from core.data import load_fashion_mnist
     from core.models import load_model
 
     model = load_model(args.model).eval()

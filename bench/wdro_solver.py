@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
 
 from core.attacks import WDRO
 from core.compare import correctly_classified
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="run only these")
     args = parser.parse_args(argv)
 
-    from core.datasets import load_fashion_mnist
+    from core.data import load_fashion_mnist
     from core.models import load_model
 
     model = load_model(args.model).eval()

@@ -25,7 +25,7 @@ from typing import NoReturn
 import torch
 
 from core.attacks import ATTACKS, Attack, AttackResult
-from core.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+from core.data import FASHION_MNIST_CLASSES, load_fashion_mnist
 from core.device import default_device
 from core.evaluation import evaluate
 from core.attacks.options import DEFAULT_BUDGET, DEFAULT_LOSS, AttackOptions
@@ -324,7 +324,7 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
     """``train``; under torchrun (WORLD_SIZE > 1) it joins the process group first (gloo on CPU, nccl on GPU)."""
     import os
 
-    from core.groups import bundled_notice, load_group_dataset
+    from core.data import bundled_notice, load_group_dataset
     from core.training import train_model
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -420,7 +420,7 @@ def _load_any_model(name: str, device: torch.device) -> torch.nn.Module:
 
 def _fairness(args: argparse.Namespace, device: torch.device) -> int:
     from core.fairness import fairness_report, robust_fairness
-    from core.groups import load_group_dataset
+    from core.data import load_group_dataset
 
     data = load_group_dataset(args.dataset, args.split, root=args.root, seed=args.seed,
                               **_data_options(args.data_option))

@@ -75,7 +75,7 @@ from torch import nn
 
 from core.attacks import WDRO, PGDLinf
 from core.fairness import fairness_report, robust_fairness
-from core.groups import GroupDataset, bundled_notice, load_group_dataset
+from core.data import GroupDataset, bundled_notice, load_group_dataset
 from core.training import INFO_FILE, MODEL_FILE, TrainConfig, TrainProgress, load_trained, train_model
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "fairness"
@@ -195,7 +195,7 @@ def train_and_evaluate(
 
     Args:
         cfg: The training run (its ``dataset`` is replaced by ``dataset``).
-        dataset: A key of :data:`core.groups.GROUP_DATASETS`.
+        dataset: A key of :data:`core.data.GROUP_DATASETS`.
         root: The data set's folder (CelebA, CSV); ``None`` for the default.
         data_options: Loader options (e.g. ``{"n_train": 3000}`` for fmnist-groups).
         start: A model to fine-tune. It is deep-copied first and never modified, also when

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.compat import torchvision
-from core.datasets import FASHION_MNIST_CLASSES
+from core.data import FASHION_MNIST_CLASSES
 from core.registry import Registry
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"

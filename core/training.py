@@ -1,6 +1,6 @@
 """DRO training: ERM, W-DRO with a perceptual transport cost (fast and naive), PGD-AT, Group DRO.
 
-One loop, :func:`train_model`, trains a classifier on a :class:`~core.groups.GroupDataset`
+One loop, :func:`train_model`, trains a classifier on a :class:`~core.data.GroupDataset`
 with one of five methods (:data:`METHODS`):
 
 * ``"erm"``: plain cross-entropy.
@@ -77,7 +77,7 @@ References:
 
 Example::
 
-    from core.groups import load_group_dataset
+    from core.data import load_group_dataset
     from core.training import TrainConfig, train_model
 
     train = load_group_dataset("fmnist-groups", "train")
@@ -106,7 +106,7 @@ from torch import nn
 from core.attacks import WDRO, PGDLinf
 from core.attacks.dro_budget import BUDGET_MODES, dual_step, fit_budget
 from core.fairness import group_accuracy
-from core.groups import GroupDataset
+from core.data import GroupDataset
 from core.measures import DEFAULT_COST, get_measure
 from core.fileio import atomic_save, atomic_write, check_writable
 from core.models import Normalized, SmallCNN, SmallResNet, init_parameters, load_state_dict, use_generator

@@ -3,7 +3,7 @@
     python -m core train-bundled --model fmnist-cnn
 
 reads the full Fashion-MNIST (the Debian package ``dataset-fashion-mnist`` or
-torchvision's download, see :mod:`core.datasets`), trains with a fixed seed, measures
+torchvision's download, see :mod:`core.data`), trains with a fixed seed, measures
 accuracy on the full 10,000-image test set, and writes
 ``assets/models/<name>.pt`` (a state dict) and ``assets/models/<name>.json`` (the card).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from core.datasets import load_fashion_mnist
+from core.data import load_fashion_mnist
 from core.evaluation import evaluate
 from core.fileio import atomic_save, atomic_write
 from core.models import MODEL_DIR, Normalized, get_model_spec, init_parameters, use_generator

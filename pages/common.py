@@ -15,7 +15,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from core.datasets import load_fashion_mnist
+from core.data import load_fashion_mnist
 from core.device import default_device, server_threads
 from core.imageio import tensor_to_image
 from core.jobs import Job, JobSlots

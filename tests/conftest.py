@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.datasets import load_fashion_mnist
+from core.data import load_fashion_mnist
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -186,13 +186,13 @@ def test_wrm_known_answer_on_a_linear_model():
     w = (model.weight[1] - model.weight[0]).detach().view(1, 4, 4)
     gamma = 2.0
     expected = x + w / (2 * gamma)
-    result = WDRO(model, metric="l2", gamma=gamma, steps=300, step_size=0.005, loss="margin", kappa=1e9)(x, y)
+    result = WDRO(model, metric="l2-squared", gamma=gamma, steps=300, step_size=0.005, loss="margin", kappa=1e9)(x, y)
     assert torch.allclose(result.x_adv, expected, atol=2e-4)
     assert torch.allclose(result.cost, torch.full((3,), float(w.pow(2).sum()) / (4 * gamma**2)), rtol=2e-3)
 
     delta = 0.002
     gamma_star = float(w.norm()) / (2 * math.sqrt(delta))
-    common = dict(metric="l2", budget=delta, budget_mode="pointwise", steps=300, step_size=0.005,
+    common = dict(metric="l2-squared", budget=delta, budget_mode="pointwise", steps=300, step_size=0.005,
                   loss="margin", kappa=1e9)
     for dual in ("online", "bisection"):
         budget = WDRO(model, dual=dual, bisection_rounds=12, **common)(x, y)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from core.cli import main
-from core.datasets import FASHION_MNIST_CLASSES
+from core.data import FASHION_MNIST_CLASSES
 from core.imageio import load_tensor
 from core.measures import MEASURES, available_measures
 from core.models import MODELS, load_model
@@ -456,9 +456,9 @@ def test_a_csv_root_that_is_a_server_file_is_not_echoed(tmp_path, capsys):
 
 def test_train_says_loudly_when_it_falls_back_to_the_bundled_images(capsys, monkeypatch, tmp_path):
     """Without the full Fashion-MNIST (no download, no Debian package) training runs on 1,200 images: stderr says so."""
-    import core.datasets
+    import core.data.fashion_mnist
 
-    monkeypatch.setattr(core.datasets, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(core.data.fashion_mnist, "DEBIAN_DIR", tmp_path / "no-debian")
     monkeypatch.setenv("PDRO_DATA", str(tmp_path / "no-download"))
     code, out, err = run(capsys, "train", "--dataset", "fmnist-groups", "--method", "erm", "--epochs", "1",
                          "--out", str(tmp_path / "run"), "--quiet")

@@ -1,4 +1,4 @@
-"""Tests of core.datasets: the idx reader/writer, the source search and the bundled assets."""
+"""Tests of core.data: the idx reader/writer, the source search and the bundled assets."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core import datasets
-from core.datasets import (
+from core.data import fashion_mnist as datasets
+from core.data.fashion_mnist import (
     BUNDLED_DIR,
     FASHION_MNIST_CLASSES,
     FashionMNIST,

@@ -9,7 +9,7 @@ import torch
 
 from core.attacks import PGDLinf, WDRO
 from core.cli import main
-from core.datasets import load_fashion_mnist
+from core.data import load_fashion_mnist
 from core.evaluation import evaluate
 from core.measures import available_measures
 from core.models import load_model

@@ -9,7 +9,7 @@ import torch
 
 from core.attacks import WDRO, PGDLinf
 from core.compare import CheapestFlips, compare_ssim_linf, correctly_classified, keep_cheapest, match_success
-from core.datasets import load_fashion_mnist
+from core.data import load_fashion_mnist
 from core.explore import (
     AttackSettings,
     gallery,

@@ -45,7 +45,7 @@ def test_make_demo_writes_the_documented_schema(demo):
 
 
 def test_load_demo_reproduces_the_clean_accuracy(demo):
-    from core.groups import load_group_dataset
+    from core.data import load_group_dataset
 
     folder, evaluation = demo
     model, entry = load_demo("erm", folder=folder)

@@ -1,4 +1,4 @@
-"""Tests of core.groups: the fmnist-groups benchmark, CelebA's folder layout, the CSV loader."""
+"""Tests of core.data: the fmnist-groups benchmark, CelebA's folder layout, the CSV loader."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import pytest
 import torch
 from PIL import Image
 
-from core import datasets
-from core.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
-from core.groups import (
-    BAD_FRACTION,
-    BAD_SPLIT,
+from core.data import (
+    FASHION_MNIST_CLASSES,
     FMNIST_GROUPS,
     GROUP_DATASETS,
     SPLITS,
     GroupDataset,
     load_celeba,
+    load_fashion_mnist,
     load_group_dataset,
 )
+from core.data import fashion_mnist as datasets
+from core.data.groups import BAD_FRACTION, BAD_SPLIT
 
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
@@ -338,3 +338,18 @@ def test_csv_errors(tmp_path):
     csv_path.write_text(f"path,label,group,split\n{paths[0]},a,x,train\n")
     with pytest.raises(ValueError, match=re.escape(f"{csv_path}: no rows in the test split")):
         load_group_dataset("csv", "test", root=csv_path)
+
+
+def test_stratified_split_partitions_every_stratum_by_its_shares():
+    from core.data.splits import seeded_rng, stratified_split
+
+    strata = np.repeat([0, 1, 3], [40, 20, 100])  # group 2 absent: only the strata present count
+    shares = (0.6, 0.15, 0.25)
+    parts = {s: stratified_split(strata, s, shares, seeded_rng(7, "t")) for s in ("train", "val", "test")}
+    assert np.array_equal(np.sort(np.concatenate(list(parts.values()))), np.arange(len(strata)))  # a partition
+    for value, n in ((0, 40), (1, 20), (3, 100)):
+        got = [int((strata[parts[s]] == value).sum()) for s in ("train", "val", "test")]
+        assert got == [round(0.6 * n), round(0.75 * n) - round(0.6 * n), n - round(0.75 * n)]
+    again = stratified_split(strata, "val", shares, seeded_rng(7, "t"))
+    assert np.array_equal(again, parts["val"])  # seeded
+    assert not np.array_equal(stratified_split(strata, "val", shares, seeded_rng(8, "t")), parts["val"])

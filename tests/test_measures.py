@@ -107,7 +107,7 @@ def cost_grad(m: Measure, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
 # 1. Cost: zero at identity, non-negative, growing with the perturbation.
 
 
-IDENTITY_SCORE = {"ciede2000": 0.0, "gmsd": 0.0, "l2": 0.0, "linf": 0.0, "psnr": 80.0, "vif": 1.0, **{n: 1.0 for n in SIMILARITIES}}
+IDENTITY_SCORE = {"ciede2000": 0.0, "gmsd": 0.0, "l2": 0.0, "l2-squared": 0.0, "linf": 0.0, "psnr": 80.0, "vif": 1.0, **{n: 1.0 for n in SIMILARITIES}}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -140,9 +140,7 @@ def _cost_from_score(name: str, score: torch.Tensor) -> torch.Tensor:
         return (1 - score).abs()
     if name == "psnr":
         return 10 ** (-score / 10) - PSNR_EPS
-    if name == "l2":
-        return score**2
-    return score  # gmsd, linf
+    return score  # gmsd, l2, l2-squared, linf
 
 
 def test_expectation_tables_cover_the_registry():
@@ -153,7 +151,7 @@ def test_expectation_tables_cover_the_registry():
 def test_cost_follows_cost_formula(name):
     for eps in (0.02, 0.1):
         cost, score = values(name, eps)
-        # GMSD's cost smooths its square roots (see core.measures._gmsd_cost): within 1e-5
+        # GMSD's cost smooths its square roots (see core.measures.piq_measures.gmsd_cost): within 1e-5
         atol = 1e-5 if name == "gmsd" else 1e-7
         torch.testing.assert_close(cost, _cost_from_score(name, score), rtol=1e-4, atol=atol)
 
@@ -476,12 +474,14 @@ def test_psnr_known_answer(shifted_pair):
 
 def test_l2_known_answer(shifted_pair):
     x, x_adv = shifted_pair
-    l2 = MEASURES["l2"]
+    l2, squared = MEASURES["l2"], MEASURES["l2-squared"]
     d = x[0].numel()  # 768
+    # "l2" is the norm as cost and as score (what PGD-L2 and DDN report); "l2-squared" is WRM's cost
     torch.testing.assert_close(l2.score(x, x_adv), torch.full((2,), 0.1 * math.sqrt(d)), rtol=1e-5, atol=0)
-    torch.testing.assert_close(l2.cost(x, x_adv), torch.full((2,), 0.01 * d), rtol=1e-5, atol=0)
-    torch.testing.assert_close(l2.cost(x, x_adv), l2.score(x, x_adv) ** 2, rtol=1e-6, atol=0)
-    assert not l2.higher_is_better
+    torch.testing.assert_close(l2.cost(x, x_adv), l2.score(x, x_adv), rtol=0, atol=0)
+    torch.testing.assert_close(squared.cost(x, x_adv), torch.full((2,), 0.01 * d), rtol=1e-5, atol=0)
+    torch.testing.assert_close(squared.cost(x, x_adv), l2.score(x, x_adv) ** 2, rtol=1e-6, atol=0)
+    assert not l2.higher_is_better and not squared.higher_is_better
 
 
 def test_linf_known_answer(shifted_pair):
@@ -526,7 +526,7 @@ def test_evaluate_measures_on_small_grayscale_and_by_name():
     x = 0.1 + 0.8 * torch.rand(3, 1, 28, 28)
     x_adv = perturbed(x, 0.05)
     assert list(evaluate_measures(x, x_adv)) == ["ssim", "ssim-padded", "ms_ssim_small", "haarpsi", "gmsd", "ciede2000", "psnr", "l2",
-                                             "linf"]
+                                             "l2-squared", "linf"]
     chosen = evaluate_measures(x, x_adv, names=["linf", "psnr"])
     assert list(chosen) == ["linf", "psnr"]
     assert chosen["psnr"].shape == chosen["linf"].shape == (3,)
@@ -741,3 +741,30 @@ def test_padded_ssim_rejects_too_small_images_with_a_clear_message():
     assert "ssim-padded" not in valid and "SSIM (padded)" in skipped["ssim-padded"] and "6x6" in skipped["ssim-padded"]
     valid, _ = measure_support((1, 1, 10, 10))
     assert "ssim-padded" in valid and "ssim" not in valid  # works below plain SSIM's 11 px
+
+
+def test_public_ssim_functions_validate_like_the_measures():
+    from core.measures import padded_ssim, ssim, ssim_map
+
+    x = torch.rand(2, 1, 28, 28)
+    for fn in (ssim, padded_ssim, ssim_map):
+        with pytest.raises(ValueError):
+            fn(x, x[:1])  # a batch against another size: a message, not a broadcast
+    with pytest.raises(ValueError, match="SSIM"):
+        ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))  # smaller than the 11 px window
+    torch.testing.assert_close(ssim(x, x), torch.ones(2))
+
+
+def test_l2_means_the_norm_wherever_it_is_reported():
+    """PGD-L2 and DDN report their cost in "l2": the registry's "l2" is the same number."""
+    from core.attacks import DDN, PGDL2
+    from core.models import load_model
+
+    model = load_model("fmnist-cnn")
+    x = torch.rand(4, 1, 28, 28)
+    y = model(x).argmax(1)
+    for attack in (PGDL2(model, eps=1.0, steps=5), DDN(model, steps=10)):
+        result = attack(x, y)
+        assert result.metric == "l2"
+        torch.testing.assert_close(result.cost, result.measures["l2"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(result.measures["l2-squared"], result.measures["l2"] ** 2, rtol=1e-4, atol=1e-6)

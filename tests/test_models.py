@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+from core.data import FASHION_MNIST_CLASSES, load_fashion_mnist
 from core.models import (
     MODEL_DIR,
     MODELS,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.groups import load_group_dataset
+from core.data import load_group_dataset
 from core.safepaths import (
     DATA_ROOTS_VARIABLE,
     OUTSIDE,

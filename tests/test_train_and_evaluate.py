@@ -62,7 +62,7 @@ def test_cancelled_after_some_steps_keeps_the_partial_model():
     # on a seeded sample of the test split, not all of it: Cancel answers at once
     assert entry["clean_images"] == 200 == sum(g["n"] for g in entry["clean"]["by_group"].values())
     from core.fairness_demo import attacked_subset
-    from core.groups import load_group_dataset
+    from core.data import load_group_dataset
 
     x, y, _ = load_group_dataset("fmnist-groups", "test", source="bundled").tensors()
     sample = attacked_subset(len(y), 200)

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.groups import GroupDataset, load_group_dataset
-from core.measures import get_measure
+from core.data import GroupDataset, load_group_dataset
 from core.training import (
     CHECKPOINT,
     MODEL_FILE,

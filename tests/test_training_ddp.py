@@ -6,7 +6,7 @@ import torch
 import torch.distributed as td
 import torch.multiprocessing as mp
 
-from core.groups import GroupDataset, load_group_dataset
+from core.data import GroupDataset, load_group_dataset
 from core.training import TrainConfig, train_model
 
 

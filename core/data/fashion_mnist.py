@@ -79,7 +79,7 @@ FASHION_MNIST_URL = "https://github.com/zalandoresearch/fashion-mnist"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Folder of the Debian package (read at call time, so tests may monkeypatch it)."""
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "fashion_mnist"
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "assets" / "fashion_mnist"
 """Folder of the subset bundled with the repository (test split only)."""
 BUNDLED_SIZE = 2000
 """Number of test images in the bundled subset (200 per class)."""

@@ -1,0 +1,173 @@
+"""``"fmnist-groups"``: Fashion-MNIST with a minority shown in inverted contrast (the default group data set, offline)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import numpy as np
+
+from core.data.fashion_mnist import (
+    BUNDLED_SIZE,
+    FASHION_MNIST_CLASSES,
+    fashion_mnist_sources,
+    load_fashion_mnist,
+)
+from core.data.groups import GroupDataset, Split, check_fraction, check_split
+from core.data.splits import (
+    SPLITS,
+    TOO_FEW,
+    assign_per_class,
+    seeded_rng,
+    stratified_split,
+    subset,
+)
+from core.validation import check_positive_int
+
+FMNIST_GROUPS: tuple[str, ...] = ("standard", "inverted")
+"""Group names of ``"fmnist-groups"``: group 1 is shown with inverted contrast (255 - pixel)."""
+
+BUNDLED_SPLIT_SIZES: dict[str, int] = {"train": 1200, "val": 300, "test": 500}
+"""Split sizes of ``"fmnist-groups"`` when only the bundled 2,000-image subset is available
+(per class: 120 / 30 / 50 of its 200 images)."""
+
+BUNDLED_SHARES = tuple(BUNDLED_SPLIT_SIZES[s] / BUNDLED_SIZE for s in SPLITS)  # per class: 60 / 15 / 25 %
+
+FMNIST_NO_TRAIN = (
+    "fmnist-groups: source {source!r} has no Fashion-MNIST training split; "
+    "use source='auto' or 'bundled' (the bundled subset is split into train/val/test), "
+    "or install the full data (see core.datasets)"
+)
+
+BUNDLED_NOTICE = ("NOTE: the full Fashion-MNIST training set was not found, so this trains on the {n} bundled "
+                  "images (far lower accuracy). Get it with: python -c \"from core.datasets import "
+                  "download_fashion_mnist; download_fashion_mnist()\" (online) or apt-get install dataset-fashion-mnist")
+
+
+def bundled_notice(data: GroupDataset, options: dict) -> str | None:
+    """:data:`BUNDLED_NOTICE` when ``data`` fell back to the bundled images without being asked to, else ``None``."""
+    if data.source == "bundled" and options.get("source") != "bundled":
+        return BUNDLED_NOTICE.format(n=len(data))
+    return None
+
+
+def load_fmnist_groups(
+    split: Split = "train",
+    *,
+    root: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    source: Literal["auto", "torchvision", "debian", "bundled"] = "auto",
+    minority_fraction: float = 0.05,
+    eval_minority_fraction: float = 0.5,
+    n_train: int = 12_000,
+    n_val: int = 2_000,
+    n_test: int | None = None,
+) -> GroupDataset:
+    """Fashion-MNIST with an under-represented, visibly different group: inverted contrast.
+
+    **Construction.** Group 0 (``"standard"``) is Fashion-MNIST as it is: a light
+    garment on a black background. Group 1 (``"inverted"``) shows the same kind of
+    images with inverted contrast, ``255 - pixel``: a dark garment on a white
+    background, which anyone sees at a glance. Within every split the inverted
+    images are drawn *per class* (exactly ``round(fraction * n_c)`` of class ``c``),
+    so the group carries no information about the class: the only thing that
+    differs between the groups is how well the model learned to see each rendering.
+
+    * ``"train"``: ``n_train`` images drawn at random from the 60,000 training
+      images, ``minority_fraction`` (default 5%) of them inverted.
+    * ``"val"``: the next ``n_val`` images of the same random order (disjoint from
+      ``"train"``), ``eval_minority_fraction`` (default 50%) inverted, for model
+      selection on worst-group accuracy.
+    * ``"test"``: the 10,000 test images (or a random ``n_test`` of them),
+      ``eval_minority_fraction`` inverted, so each group is measured on ~5,000 images.
+
+    **Why inverted contrast.** It is a property of the *rendering*, not of the
+    garment, so a person sees the group and the class at the same time, and the
+    group is equally hard for every class. Dimming or a frame were the other
+    candidates: a ReLU network with small biases is nearly scale-invariant, so
+    dimmed images are classified almost as well as the originals (no gap), and a
+    frame is a few pixels a network can learn to ignore from few examples. Inverted
+    images share no low-level features with the majority (every edge flips sign),
+    so plain ERM learns them from the 5% minority alone and stays worse on them:
+    a gap that Group DRO closes (docs/fairness-training.md). Measured with
+    ``python -m bench.group_benchmark_check`` (ERM, 6 epochs on 12,000 images, CPU):
+    its output is in that script's docstring.
+
+    **Bundled fallback.** When the full data is not on the machine (``source``
+    ``"auto"`` finds no training split, or ``source="bundled"``), the 2,000 bundled
+    test images are split per class into train / val / test of 1,200 / 300 / 500
+    images (:data:`BUNDLED_SPLIT_SIZES`), with the same group construction;
+    ``n_train``, ``n_val`` and ``n_test`` are then ignored. ``result.source`` says
+    which happened.
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        root: Data root of torchvision's layout (see :func:`core.datasets.load_fashion_mnist`).
+        seed: Seed of the subsets and of the group assignment.
+        source: Where to read Fashion-MNIST: ``"auto"``, ``"torchvision"``, ``"debian"``
+            or ``"bundled"``.
+        minority_fraction: Share of inverted images in ``"train"``, in [0, 1].
+        eval_minority_fraction: Share of inverted images in ``"val"`` and ``"test"``.
+        n_train: Training images (at most 60,000 minus ``n_val``).
+        n_val: Validation images, carved from the training split.
+        n_test: Test images; ``None`` for all 10,000.
+
+    Returns:
+        The split; images are uint8 (N, 1, 28, 28), groups :data:`FMNIST_GROUPS`.
+
+    Raises:
+        ValueError: Bad split, fraction or size, or the data cannot be read.
+    """
+    check_split(split)
+    check_fraction("minority_fraction", minority_fraction)
+    check_fraction("eval_minority_fraction", eval_minority_fraction)
+    for count_name, count in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if count is not None:
+            check_positive_int(count, name=count_name)
+    fraction = minority_fraction if split == "train" else eval_minority_fraction
+
+    if source == "bundled" or not _has_fmnist_train(root, source):
+        if source not in ("auto", "bundled"):
+            raise ValueError(FMNIST_NO_TRAIN.format(source=source))
+        bundled = load_fashion_mnist("test", source="bundled")
+        images, labels = bundled.x, bundled.y
+        index = stratified_split(labels, split, BUNDLED_SHARES, seeded_rng(seed, "bundled-pool"))
+        origin = "bundled"
+    else:
+        data = load_fashion_mnist("train" if split != "test" else "test", root=root, source=source)
+        images, labels = data.x, data.y
+        origin = data.source
+        if split == "test":
+            index = np.arange(len(labels)) if n_test is None else subset(len(labels), n_test, "n_test", seed)
+        else:
+            if n_train + n_val > len(labels):
+                raise ValueError(TOO_FEW.format(name="n_train + n_val", asked=n_train + n_val, available=len(labels)))
+            order = seeded_rng(seed, "pool").permutation(len(labels))
+            index = np.sort(order[:n_train] if split == "train" else order[n_train : n_train + n_val])
+
+    x = np.asarray(images)[index][:, None, :, :].copy()  # (N, 1, 28, 28) uint8
+    y = np.asarray(labels, dtype=np.int64)[index].copy()
+    g = assign_per_class(y, fraction, seeded_rng(seed, f"groups-{split}"))
+    x[g == 1] = 255 - x[g == 1]
+    description = (
+        f"Fashion-MNIST ({origin}), {split} split: {len(y)} images, "
+        f"{int((g == 1).sum())} ({(g == 1).mean():.1%}) shown with inverted contrast "
+        "(dark garment on a white background) as the 'inverted' group, drawn per class so the "
+        "group says nothing about the class."
+    )
+    return GroupDataset(
+        name="fmnist-groups",
+        split=split,
+        x=x,
+        y=y,
+        g=g,
+        classes=FASHION_MNIST_CLASSES,
+        groups=FMNIST_GROUPS,
+        description=description,
+        source=origin,
+    )
+
+
+def _has_fmnist_train(root: str | os.PathLike[str] | None, source: str) -> bool:
+    """Whether a full Fashion-MNIST training split is on disk (without reading it)."""
+    return any(s.has("train") for s in fashion_mnist_sources(root) if source in ("auto", s.name))
