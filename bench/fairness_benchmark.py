@@ -31,8 +31,9 @@ import time
 
 import torch
 
-from core.fairness import group_accuracy
 from core.data import load_group_dataset
+from core.evaluation import predict
+from core.fairness import group_accuracy
 from core.training import TrainConfig, train_model
 
 METHODS = {
@@ -46,10 +47,9 @@ METHODS = {
 SAVE = {"ERM": "erm", "W-DRO-SSIM": "wdro-ssim"}  # what --save-dir keeps (first seed): the bundled demo's models
 
 
-@torch.no_grad()
 def test_scores(model, test) -> dict:
     x, y, g = test.tensors()
-    pred = torch.cat([model(xb).argmax(1) for xb in x.split(1000)])
+    pred = predict(model, x)
     acc = group_accuracy(pred, y, g, len(test.groups))
     return {"mean": acc.mean_accuracy, "worst": acc.worst_group_accuracy, "gap": acc.gap,
             "by_group": dict(zip(test.groups, acc.accuracy))}

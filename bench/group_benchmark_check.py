@@ -19,14 +19,10 @@ import statistics
 
 import torch
 
-from core.fairness import fairness_report
 from core.data import load_group_dataset
+from core.evaluation import predict
+from core.fairness import fairness_report
 from core.training import TrainConfig, train_model
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([model(xb).argmax(1) for xb in x.split(1000)])
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ from torch import nn
 
 from core.attacks import ALMA, DDN, PGDL2, WDRO, Attack, AttackResult, PerCAL, PGDLinf
 from core.compare import correctly_classified, match_success
+from core.evaluation import predict
 from core.measures import DEFAULT_COST, Measure, available_measures, evaluate_measures, get_measure
 
 JUDGES = ("ssim", "ssim-padded", "ms_ssim_small", "haarpsi", "gmsd", "fsim", "ciede2000", "psnr", "l2", "linf")
@@ -343,8 +344,7 @@ def load_data(model_name: str, model: nn.Module, n: int, images: str | None, dev
     if not files:
         raise SystemExit(f"no PNG or JPEG images in {images}")
     x = torch.cat([load_tensor(str(p), channels=spec.channels, size=spec.input_size) for p in files]).to(device)
-    with torch.no_grad():
-        y = torch.cat([model(b).argmax(1) for b in x.split(32)])
+    y = predict(model, x, batch_size=32)
     return x, y  # labels: the model's own clean predictions
 
 

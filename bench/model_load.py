@@ -19,6 +19,7 @@ import time
 import torch
 
 from core.data import load_fashion_mnist
+from core.evaluation import predict
 from core.models import MODELS, load_model
 
 DEFAULT_MODEL = "fmnist-cnn"
@@ -45,8 +46,7 @@ def main() -> None:
             model = load_model(name)
             loads.append(time.perf_counter() - start)
             start = time.perf_counter()
-            with torch.no_grad():
-                pred = torch.cat([model(batch).argmax(1) for batch in x.split(500)])
+            pred = predict(model, x, batch_size=500)
             runs.append(time.perf_counter() - start)
         load, run = statistics.median(loads), statistics.median(runs)
         accuracy = float((pred == y).float().mean())

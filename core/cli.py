@@ -25,10 +25,10 @@ from typing import NoReturn
 import torch
 
 from core.attacks import ATTACKS, Attack, AttackResult
+from core.attacks.options import DEFAULT_BUDGET, DEFAULT_LOSS, AttackOptions
 from core.data import FASHION_MNIST_CLASSES, load_fashion_mnist
 from core.device import default_device
 from core.evaluation import evaluate
-from core.attacks.options import DEFAULT_BUDGET, DEFAULT_LOSS, AttackOptions
 from core.imageio import load_tensor, save_png
 from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS, get_model_spec, load_model, load_torchscript
@@ -419,8 +419,9 @@ def _load_any_model(name: str, device: torch.device) -> torch.nn.Module:
 
 
 def _fairness(args: argparse.Namespace, device: torch.device) -> int:
-    from core.fairness import fairness_report, robust_fairness
     from core.data import load_group_dataset
+    from core.evaluation import predict, robust_fairness
+    from core.fairness import fairness_report
 
     data = load_group_dataset(args.dataset, args.split, root=args.root, seed=args.seed,
                               **_data_options(args.data_option))
@@ -436,8 +437,7 @@ def _fairness(args: argparse.Namespace, device: torch.device) -> int:
     for name in args.model:
         model = _load_any_model(name, device)
         if args.attack is None:
-            with torch.no_grad():
-                pred = torch.cat([model(xb).argmax(1) for xb in x.split(args.batch_size)])
+            pred = predict(model, x, batch_size=args.batch_size)
             report = fairness_report(pred.cpu(), y.cpu(), g.cpu(), data.groups, bootstrap=args.bootstrap,
                                      seed=args.seed).to_dict()
             row = {"model": name, **_summary(report)}

@@ -1,14 +1,54 @@
-"""Clean and robust accuracy of a classifier, with the perceptual cost of an attack."""
+"""Running a classifier on data: batched predictions, clean and robust accuracy, group fairness under an attack.
+
+* :func:`predict`: the predicted class of every image, in batches, in eval mode.
+* :func:`evaluate` -> :class:`Evaluation`: accuracy clean and under an attack, with the
+  attack's perceptual cost.
+* :func:`robust_fairness` -> :class:`RobustFairness`: :func:`core.fairness.fairness_report`
+  clean and under an attack, and the transport cost the attack spent on each group.
+
+:mod:`core.fairness` holds the metrics (pure functions of predictions); this module runs
+the model.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from core.attacks import Attack
-from core.validation import check_images, check_labels
+from core.fairness import (
+    ArrayLike,
+    FairnessReport,
+    as_labels,
+    check_group_names,
+    check_triple,
+    fairness_report,
+    group_count,
+    group_sizes,
+)
+from core.validation import check_images, check_labels, check_positive_int
+
+OTHER_MODEL = "attack: expected an attack built on `model`, but attack.model is another module"
+
+
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+    """(N,) the class ``model`` predicts for each image of ``x``, in batches, in eval mode, without gradients.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    check_images(x)
+    check_positive_int(batch_size, name="batch_size")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat([model(xb).argmax(1) for xb in x.split(batch_size)])
+    finally:
+        model.train(was_training)
 
 
 @dataclass(frozen=True)
@@ -86,4 +126,150 @@ def evaluate(
         attack_success=success / n,
         measures={name: total / n for name, total in sums.items()},
         attack=attack.name,
+    )
+
+
+@dataclass(frozen=True)
+class RobustFairness:
+    """Group fairness clean and under an attack, and where the attack spent its budget.
+
+    Attributes:
+        attack: Registry name of the attack.
+        metric: The measure the cost is in (``"ssim"`` for W-DRO, ``"linf"`` for PGD, ...).
+        clean: Report of the clean predictions.
+        robust: Report of the predictions under attack (an example counts as correct only
+            when it is classified correctly both clean and attacked).
+        mean_cost: ``{group name: mean cost spent per example of the group}``.
+        cost_share: ``{group name: share of the total cost spent on the group}`` (sums to 1;
+            all 0 when nothing was spent). Compare with the group's share of the examples.
+        n: Examples evaluated.
+    """
+
+    attack: str
+    metric: str
+    clean: FairnessReport
+    robust: FairnessReport
+    mean_cost: dict[str, float]
+    cost_share: dict[str, float]
+    n: int
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        return {
+            "attack": self.attack,
+            "metric": self.metric,
+            "clean": self.clean.to_dict(),
+            "robust": self.robust.to_dict(),
+            "mean_cost": dict(self.mean_cost),
+            "cost_share": dict(self.cost_share),
+            "n": self.n,
+        }
+
+    def to_rows(self) -> list[dict[str, float | int | str]]:
+        """One plain dict per group: clean and robust accuracy, n, mean cost and cost share."""
+        return [
+            {
+                "group": name,
+                "n": int(self.clean.by_group[name]["n"]),
+                "clean_accuracy": self.clean.by_group[name]["accuracy"],
+                "robust_accuracy": self.robust.by_group[name]["accuracy"],
+                "mean_cost": self.mean_cost[name],
+                "cost_share": self.cost_share[name],
+            }
+            for name in self.clean.by_group
+        ]
+
+
+def robust_fairness(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    g: ArrayLike,
+    attack: Attack,
+    group_names: Sequence[str],
+    *,
+    batch_size: int = 256,
+    seed: int = 0,
+    shuffle: bool = True,
+    bootstrap: int = 1000,
+    confidence: float = 0.95,
+    progress: Callable[[int, int], None] | None = None,
+) -> RobustFairness:
+    """Group fairness of ``model`` clean and under ``attack``, with the cost spent per group.
+
+    The attack runs in batches of ``batch_size``. A distributional budget (W-DRO) holds
+    on average over each batch, so by default the batches are a seeded random permutation
+    of the data (``shuffle=True``): every batch then mixes the groups as the data does,
+    and the attack's worst-case distribution is free to spend more of its budget on one
+    group than on another. ``mean_cost`` and ``cost_share`` show where it did. With
+    ``shuffle=False`` and data sorted by group, each batch would get its own budget.
+
+    An example counts as robustly correct when the model classifies it correctly both
+    clean and attacked (the adversary may always leave an example where it is), so
+    robust accuracy never exceeds clean accuracy, in every group.
+
+    Args:
+        model: Classifier on [0, 1] images; ``attack`` must be built on it.
+        x: Images, (N, C, H, W), float in [0, 1].
+        y: Labels, (N,), int64.
+        g: Group labels, (N,), integers in [0, len(group_names)).
+        attack: A :class:`core.attacks.Attack`, called as ``attack(xb, yb, seed=seed)``.
+        group_names: Name of each group, indexed by group label.
+        batch_size: Images per attacked batch.
+        seed: Seed of the permutation and of the attack's random start (every batch).
+        shuffle: Attack a seeded random permutation (see above), else the given order.
+        bootstrap: Resamples for the bootstrap intervals of both reports; 0 for none.
+        confidence: Coverage of the intervals.
+        progress: Called as ``progress(done, total)`` after each batch.
+
+    Returns:
+        A :class:`RobustFairness`.
+
+    Raises:
+        ValueError: Bad images, labels or groups (as :func:`fairness_report`), a bad
+            ``batch_size``, or an attack built on another model.
+    """
+    check_images(x)
+    check_labels(y, x.shape[0])
+    names = check_group_names(group_names)
+    check_positive_int(batch_size, name="batch_size")
+    if getattr(attack, "model", model) is not model:
+        raise ValueError(OTHER_MODEL)
+    y_a = as_labels(y, "y")
+    g_a = as_labels(g, "g")
+    check_triple(y_a, y_a, g_a)
+    group_count(g_a, len(names), names)
+    n = x.shape[0]
+    order = (
+        torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))) if shuffle else torch.arange(n)
+    )
+    pred_clean = np.empty(n, dtype=np.int64)
+    pred_adv = np.empty(n, dtype=np.int64)
+    cost = np.empty(n, dtype=np.float64)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        dev_idx = idx.to(x.device)
+        result = attack(x[dev_idx], y[dev_idx], seed=seed)
+        where = idx.numpy()
+        pred_clean[where] = result.pred_clean.detach().cpu().numpy()
+        pred_adv[where] = result.pred_adv.detach().cpu().numpy()
+        cost[where] = result.cost.detach().to(torch.float64).cpu().numpy()
+        if progress is not None:
+            progress(min(start + batch_size, n), n)
+    # The worse of the two predictions: the attacked one where the clean one is right, else the clean one.
+    pred_robust = np.where(pred_clean == y_a, pred_adv, pred_clean)
+    options = {"bootstrap": bootstrap, "seed": seed, "confidence": confidence}
+    clean = fairness_report(pred_clean, y_a, g_a, names, **options)
+    robust = fairness_report(pred_robust, y_a, g_a, names, **options)
+    counts = group_sizes(g_a, len(names))
+    spent = np.bincount(g_a, weights=cost, minlength=len(names))
+    total = float(spent.sum())
+    return RobustFairness(
+        attack=getattr(attack, "name", type(attack).__name__),
+        metric=str(getattr(attack, "metric", "")),
+        clean=clean,
+        robust=robust,
+        mean_cost={name: float(s / c) for name, s, c in zip(names, spent, counts)},
+        cost_share={name: float(s / total) if total > 0 else 0.0 for name, s in zip(names, spent)},
+        n=int(n),
     )

@@ -1,8 +1,8 @@
 """Group fairness of a classifier: per-group accuracy, worst group, gap, Fairlearn's binary metrics.
 
 Everything here is a pure function of predictions ``pred``, labels ``y`` and group
-labels ``g`` (1-D integer arrays or tensors of one length), except
-:func:`robust_fairness`, which runs an attack to get the predictions under attack.
+labels ``g`` (1-D integer arrays or tensors of one length); the report under an attack,
+which runs the attack, is :func:`core.evaluation.robust_fairness`.
 
 * :func:`group_accuracy`: accuracy and size of each group, the worst group, the gap.
 * :func:`demographic_parity_difference`, :func:`equalized_odds_difference`,
@@ -10,8 +10,6 @@ labels ``g`` (1-D integer arrays or tensors of one length), except
   with Fairlearn's definitions (https://fairlearn.org/main/user_guide/assessment/common_fairness_metrics.html).
 * :func:`bootstrap_ci`: percentile bootstrap intervals, resampling within each group.
 * :func:`fairness_report` -> :class:`FairnessReport`: all of the above, JSON-ready.
-* :func:`robust_fairness` -> :class:`RobustFairness`: the report clean and under an
-  attack, and the transport cost the attack spent on each group.
 
 References:
     Sagawa, Koh, Hashimoto, Liang, "Distributionally Robust Neural Networks for Group
@@ -27,15 +25,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
-from core.attacks import Attack
-from core.validation import check_images, check_labels, check_positive_int
+from core.validation import check_positive_int
 
 __all__ = [
     "BAD_CONFIDENCE",
@@ -51,7 +47,6 @@ __all__ = [
     "BinaryFairness",
     "FairnessReport",
     "GroupAccuracy",
-    "RobustFairness",
     "binary_fairness",
     "bootstrap_ci",
     "demographic_parity_difference",
@@ -59,7 +54,6 @@ __all__ = [
     "equalized_odds_difference",
     "fairness_report",
     "group_accuracy",
-    "robust_fairness",
 ]
 
 # --- error messages (format strings) -------------------------------------------------
@@ -74,7 +68,6 @@ MISSING_LABEL = "group {group!r} has no examples with y={label}, so its {rate} i
 BAD_GROUP_NAMES = "group_names: expected a sequence of distinct strings, got {value!r}"
 BAD_RESAMPLES = "bootstrap: expected a non-negative int (0 for no intervals), got {value!r}"
 BAD_CONFIDENCE = "confidence: expected a number in (0, 1), got {value!r}"
-OTHER_MODEL = "attack: expected an attack built on `model`, but attack.model is another module"
 
 CI_KEYS: tuple[str, ...] = ("mean_accuracy", "worst_group_accuracy", "gap")
 """The statistics :func:`bootstrap_ci` gives intervals for."""
@@ -122,9 +115,9 @@ def group_accuracy(pred: ArrayLike, y: ArrayLike, g: ArrayLike, num_groups: int 
         ValueError: Inputs not 1-D integer arrays of one non-zero length, group labels out
             of range, or an empty group.
     """
-    pred_a, y_a, g_a = _check_triple(pred, y, g)
-    k = _num_groups(g_a, num_groups)
-    counts = _group_counts(g_a, k)
+    pred_a, y_a, g_a = check_triple(pred, y, g)
+    k = group_count(g_a, num_groups)
+    counts = group_sizes(g_a, k)
     correct = np.bincount(g_a, weights=(pred_a == y_a).astype(np.float64), minlength=k)
     accuracy = correct / counts
     worst = int(np.argmin(accuracy))
@@ -180,9 +173,9 @@ def demographic_parity_difference(pred: ArrayLike, g: ArrayLike, *, num_groups: 
     Raises:
         ValueError: Non-binary ``pred``, mismatched lengths, or an empty group.
     """
-    pred_a, _, g_a = _check_triple(pred, pred, g)
+    pred_a, _, g_a = check_triple(pred, pred, g)
     _check_binary(pred_a, "pred")
-    k = _num_groups(g_a, num_groups)
+    k = group_count(g_a, num_groups)
     rate = _rate(pred_a, np.ones_like(pred_a, dtype=bool), g_a, k, "selection rate")
     return float(rate.max() - rate.min())
 
@@ -229,10 +222,10 @@ def equal_opportunity_difference(
         ValueError: Non-binary inputs, mismatched lengths, an empty group, or a group
             without positives.
     """
-    pred_a, y_a, g_a = _check_triple(pred, y, g)
+    pred_a, y_a, g_a = check_triple(pred, y, g)
     _check_binary(pred_a, "pred")
     _check_binary(y_a, "y")
-    k = _num_groups(g_a, num_groups)
+    k = group_count(g_a, num_groups)
     tpr = _rate(pred_a, y_a == 1, g_a, k, "true positive rate", label=1)
     return float(tpr.max() - tpr.min())
 
@@ -260,12 +253,12 @@ def binary_fairness(
     Raises:
         ValueError: As :func:`equalized_odds_difference`.
     """
-    pred_a, y_a, g_a = _check_triple(pred, y, g)
+    pred_a, y_a, g_a = check_triple(pred, y, g)
     _check_binary(pred_a, "pred")
     _check_binary(y_a, "y")
     if num_groups is None and group_names is not None:
         num_groups = len(group_names)
-    k = _num_groups(g_a, num_groups, group_names)
+    k = group_count(g_a, num_groups, group_names)
     selection = _rate(pred_a, np.ones_like(pred_a, dtype=bool), g_a, k, "selection rate", names=group_names)
     tpr = _rate(pred_a, y_a == 1, g_a, k, "true positive rate", label=1, names=group_names)
     fpr = _rate(pred_a, y_a == 0, g_a, k, "false positive rate", label=0, names=group_names)
@@ -423,12 +416,12 @@ def fairness_report(
             bad names, a bad ``bootstrap`` or ``confidence``, or (``binary=True``) as
             :func:`binary_fairness`.
     """
-    names = _check_group_names(group_names)
+    names = check_group_names(group_names)
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
         raise ValueError(BAD_RESAMPLES.format(value=bootstrap))
     _check_confidence(confidence)
-    pred_a, y_a, g_a = _check_triple(pred, y, g)
-    _num_groups(g_a, len(names), names)
+    pred_a, y_a, g_a = check_triple(pred, y, g)
+    group_count(g_a, len(names), names)
     acc = group_accuracy(pred_a, y_a, g_a, len(names))
     ci = bootstrap_ci(pred_a, y_a, g_a, num_groups=len(names), resamples=bootstrap, seed=seed,
                       confidence=confidence) if bootstrap else {}
@@ -448,159 +441,10 @@ def fairness_report(
     )
 
 
-# --------------------------------------------------------------------------- under attack
-
-
-@dataclass(frozen=True)
-class RobustFairness:
-    """Group fairness clean and under an attack, and where the attack spent its budget.
-
-    Attributes:
-        attack: Registry name of the attack.
-        metric: The measure the cost is in (``"ssim"`` for W-DRO, ``"linf"`` for PGD, ...).
-        clean: Report of the clean predictions.
-        robust: Report of the predictions under attack (an example counts as correct only
-            when it is classified correctly both clean and attacked).
-        mean_cost: ``{group name: mean cost spent per example of the group}``.
-        cost_share: ``{group name: share of the total cost spent on the group}`` (sums to 1;
-            all 0 when nothing was spent). Compare with the group's share of the examples.
-        n: Examples evaluated.
-    """
-
-    attack: str
-    metric: str
-    clean: FairnessReport
-    robust: FairnessReport
-    mean_cost: dict[str, float]
-    cost_share: dict[str, float]
-    n: int
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict."""
-        return {
-            "attack": self.attack,
-            "metric": self.metric,
-            "clean": self.clean.to_dict(),
-            "robust": self.robust.to_dict(),
-            "mean_cost": dict(self.mean_cost),
-            "cost_share": dict(self.cost_share),
-            "n": self.n,
-        }
-
-    def to_rows(self) -> list[dict[str, float | int | str]]:
-        """One plain dict per group: clean and robust accuracy, n, mean cost and cost share."""
-        return [
-            {
-                "group": name,
-                "n": int(self.clean.by_group[name]["n"]),
-                "clean_accuracy": self.clean.by_group[name]["accuracy"],
-                "robust_accuracy": self.robust.by_group[name]["accuracy"],
-                "mean_cost": self.mean_cost[name],
-                "cost_share": self.cost_share[name],
-            }
-            for name in self.clean.by_group
-        ]
-
-
-def robust_fairness(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    g: ArrayLike,
-    attack: Attack,
-    group_names: Sequence[str],
-    *,
-    batch_size: int = 256,
-    seed: int = 0,
-    shuffle: bool = True,
-    bootstrap: int = 1000,
-    confidence: float = 0.95,
-    progress: Callable[[int, int], None] | None = None,
-) -> RobustFairness:
-    """Group fairness of ``model`` clean and under ``attack``, with the cost spent per group.
-
-    The attack runs in batches of ``batch_size``. A distributional budget (W-DRO) holds
-    on average over each batch, so by default the batches are a seeded random permutation
-    of the data (``shuffle=True``): every batch then mixes the groups as the data does,
-    and the attack's worst-case distribution is free to spend more of its budget on one
-    group than on another. ``mean_cost`` and ``cost_share`` show where it did. With
-    ``shuffle=False`` and data sorted by group, each batch would get its own budget.
-
-    An example counts as robustly correct when the model classifies it correctly both
-    clean and attacked (the adversary may always leave an example where it is), so
-    robust accuracy never exceeds clean accuracy, in every group.
-
-    Args:
-        model: Classifier on [0, 1] images; ``attack`` must be built on it.
-        x: Images, (N, C, H, W), float in [0, 1].
-        y: Labels, (N,), int64.
-        g: Group labels, (N,), integers in [0, len(group_names)).
-        attack: A :class:`core.attacks.Attack`, called as ``attack(xb, yb, seed=seed)``.
-        group_names: Name of each group, indexed by group label.
-        batch_size: Images per attacked batch.
-        seed: Seed of the permutation and of the attack's random start (every batch).
-        shuffle: Attack a seeded random permutation (see above), else the given order.
-        bootstrap: Resamples for the bootstrap intervals of both reports; 0 for none.
-        confidence: Coverage of the intervals.
-        progress: Called as ``progress(done, total)`` after each batch.
-
-    Returns:
-        A :class:`RobustFairness`.
-
-    Raises:
-        ValueError: Bad images, labels or groups (as :func:`fairness_report`), a bad
-            ``batch_size``, or an attack built on another model.
-    """
-    check_images(x)
-    check_labels(y, x.shape[0])
-    names = _check_group_names(group_names)
-    check_positive_int(batch_size, name="batch_size")
-    if getattr(attack, "model", model) is not model:
-        raise ValueError(OTHER_MODEL)
-    y_a = _as_labels(y, "y")
-    g_a = _as_labels(g, "g")
-    _check_triple(y_a, y_a, g_a)
-    _num_groups(g_a, len(names), names)
-    n = x.shape[0]
-    order = (
-        torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))) if shuffle else torch.arange(n)
-    )
-    pred_clean = np.empty(n, dtype=np.int64)
-    pred_adv = np.empty(n, dtype=np.int64)
-    cost = np.empty(n, dtype=np.float64)
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        dev_idx = idx.to(x.device)
-        result = attack(x[dev_idx], y[dev_idx], seed=seed)
-        where = idx.numpy()
-        pred_clean[where] = result.pred_clean.detach().cpu().numpy()
-        pred_adv[where] = result.pred_adv.detach().cpu().numpy()
-        cost[where] = result.cost.detach().to(torch.float64).cpu().numpy()
-        if progress is not None:
-            progress(min(start + batch_size, n), n)
-    # The worse of the two predictions: the attacked one where the clean one is right, else the clean one.
-    pred_robust = np.where(pred_clean == y_a, pred_adv, pred_clean)
-    options = {"bootstrap": bootstrap, "seed": seed, "confidence": confidence}
-    clean = fairness_report(pred_clean, y_a, g_a, names, **options)
-    robust = fairness_report(pred_robust, y_a, g_a, names, **options)
-    counts = _group_counts(g_a, len(names))
-    spent = np.bincount(g_a, weights=cost, minlength=len(names))
-    total = float(spent.sum())
-    return RobustFairness(
-        attack=getattr(attack, "name", type(attack).__name__),
-        metric=str(getattr(attack, "metric", "")),
-        clean=clean,
-        robust=robust,
-        mean_cost={name: float(s / c) for name, s, c in zip(names, spent, counts)},
-        cost_share={name: float(s / total) if total > 0 else 0.0 for name, s in zip(names, spent)},
-        n=int(n),
-    )
-
-
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_labels(values: object, name: str) -> np.ndarray:
+def as_labels(values: object, name: str) -> np.ndarray:
     """A 1-D int64 numpy copy of integer (or integral float, or bool) labels."""
     if isinstance(values, torch.Tensor):
         array = values.detach().cpu().numpy()
@@ -619,8 +463,8 @@ def _as_labels(values: object, name: str) -> np.ndarray:
     raise ValueError(NOT_INTEGER.format(name=name, detail=f"dtype {array.dtype}"))
 
 
-def _check_triple(pred: object, y: object, g: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    pred_a, y_a, g_a = _as_labels(pred, "pred"), _as_labels(y, "y"), _as_labels(g, "g")
+def check_triple(pred: object, y: object, g: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pred_a, y_a, g_a = as_labels(pred, "pred"), as_labels(y, "y"), as_labels(g, "g")
     lengths = (len(pred_a), len(y_a), len(g_a))
     if len(set(lengths)) != 1:
         raise ValueError(LENGTH_MISMATCH.format(lengths=lengths))
@@ -629,7 +473,7 @@ def _check_triple(pred: object, y: object, g: object) -> tuple[np.ndarray, np.nd
     return pred_a, y_a, g_a
 
 
-def _num_groups(g: np.ndarray, num_groups: int | None, names: Sequence[str] | None = None) -> int:
+def group_count(g: np.ndarray, num_groups: int | None, names: Sequence[str] | None = None) -> int:
     """Validate group labels against ``num_groups`` (default ``max(g) + 1``); every group non-empty."""
     lo, hi = int(g.min()), int(g.max())
     if num_groups is None:
@@ -645,7 +489,7 @@ def _num_groups(g: np.ndarray, num_groups: int | None, names: Sequence[str] | No
     return int(num_groups)
 
 
-def _group_counts(g: np.ndarray, k: int) -> np.ndarray:
+def group_sizes(g: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(g, minlength=k).astype(np.float64)
 
 
@@ -694,7 +538,7 @@ def _check_confidence(confidence: object) -> None:
         raise ValueError(BAD_CONFIDENCE.format(value=confidence))
 
 
-def _check_group_names(group_names: object) -> tuple[str, ...]:
+def check_group_names(group_names: object) -> tuple[str, ...]:
     if isinstance(group_names, str) or not isinstance(group_names, Sequence):
         raise ValueError(BAD_GROUP_NAMES.format(value=group_names))
     names = tuple(group_names)

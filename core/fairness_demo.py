@@ -74,8 +74,9 @@ import torch
 from torch import nn
 
 from core.attacks import WDRO, PGDLinf
-from core.fairness import fairness_report, robust_fairness
 from core.data import GroupDataset, bundled_notice, load_group_dataset
+from core.evaluation import predict, robust_fairness
+from core.fairness import fairness_report
 from core.training import INFO_FILE, MODEL_FILE, TrainConfig, TrainProgress, load_trained, train_model
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "fairness"
@@ -145,8 +146,7 @@ def evaluate_model(
     xs, ys, gs = x[index], y[index], g[index]
     say(0.0, "clean accuracy")
     xc, yc, gc = (x, y, g) if clean_subset is None else (t[clean_subset.to(device)] for t in (x, y, g))
-    with torch.no_grad():
-        pred = torch.cat([model(xb).argmax(1) for xb in xc.split(1000)])
+    pred = predict(model, xc)
     clean = fairness_report(pred.cpu(), yc.cpu(), gc.cpu(), test.groups, bootstrap=bootstrap, seed=0)
     attacks = {
         "wdro-ssim": WDRO(model, metric="ssim", budget=ATTACKS["wdro-ssim"]["budget"],

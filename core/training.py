@@ -105,10 +105,11 @@ from torch import nn
 
 from core.attacks import WDRO, PGDLinf
 from core.attacks.dro_budget import BUDGET_MODES, dual_step, fit_budget
-from core.fairness import group_accuracy
 from core.data import GroupDataset
-from core.measures import DEFAULT_COST, get_measure
+from core.evaluation import predict
+from core.fairness import group_accuracy
 from core.fileio import atomic_save, atomic_write, check_writable
+from core.measures import DEFAULT_COST, get_measure
 from core.models import Normalized, SmallCNN, SmallResNet, init_parameters, load_state_dict, use_generator
 from core.validation import check_positive_int
 
@@ -766,12 +767,8 @@ def _ascent_step(step_size: float, fraction: float) -> float:
 # --------------------------------------------------------------------------- evaluation during training
 
 
-@torch.no_grad()
 def _val_report(net: nn.Module, x, y, g, groups) -> dict[str, Any]:
-    was = net.training
-    net.eval()
-    pred = torch.cat([net(xb).argmax(1) for xb in x.split(1000)])
-    net.train(was)
+    pred = predict(net, x)
     acc = group_accuracy(pred.cpu(), y.cpu(), g.cpu(), len(groups))
     return {
         "mean_accuracy": acc.mean_accuracy,

@@ -1,16 +1,19 @@
-"""Clean and robust accuracy: the library function and the `evaluate` command."""
+"""core.evaluation: batched predictions, clean and robust accuracy (and the `evaluate` command), fairness under attack."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
+from torch import nn
 
 from core.attacks import PGDLinf, WDRO
 from core.cli import main
 from core.data import load_fashion_mnist
-from core.evaluation import evaluate
+from core.evaluation import OTHER_MODEL, evaluate, predict, robust_fairness
+from core.fairness import EMPTY_GROUP, LENGTH_MISMATCH, group_accuracy
 from core.measures import available_measures
 from core.models import load_model
 
@@ -79,3 +82,87 @@ def test_evaluate_command_errors_are_one_line(capsys, argv, message):
     err = capsys.readouterr().err
     assert code == 1
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- under attack
+
+
+class _Tiny(nn.Module):
+    """A fixed linear classifier on 1x16x16 images: class = which third of the image is brightest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(256, 3)
+        with torch.no_grad():
+            weight = torch.zeros(3, 16, 16)
+            for k in range(3):
+                weight[k, :, 5 * k : 5 * k + 5] = 1.0
+            self.linear.weight.copy_(weight.flatten(1) * 4)
+            self.linear.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def _attack_data(n: int = 60):
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 3
+    g = (torch.arange(n) % 4 == 0).long()  # group 1: a quarter of the images
+    x = torch.rand(n, 1, 16, 16, generator=gen) * 0.05 + 0.4
+    margin = torch.where(g == 1, 0.02, 0.3)  # group 1 is close to the decision boundary
+    for i in range(n):
+        x[i, 0, :, 5 * y[i] : 5 * y[i] + 5] += margin[i]
+    return x.clamp(0, 1), y, g
+
+
+def test_robust_fairness_with_pgd():
+    model = _Tiny()
+    x, y, g = _attack_data()
+    attack = PGDLinf(model, eps=0.03, steps=5)
+    calls = []
+    result = robust_fairness(model, x, y, g, attack, ("far", "near"), batch_size=16, seed=0, bootstrap=100,
+                             progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (60, 60) and len(calls) == 4
+    assert result.attack == "pgd-linf" and result.metric == "linf" and result.n == 60
+    for name in ("far", "near"):
+        assert result.robust.by_group[name]["accuracy"] <= result.clean.by_group[name]["accuracy"]
+        assert 0 <= result.mean_cost[name] <= 0.03 + 1e-6  # L-inf cost within the budget
+    assert result.clean.mean_accuracy == 1.0  # the margins make every clean image right
+    # group 1's margin (0.02 over 80 pixels) is within the attack's reach, group 0's (0.3) is not
+    assert result.robust.by_group == {"far": {"accuracy": 1.0, "n": 45}, "near": {"accuracy": 0.0, "n": 15}}
+    assert result.robust.worst_group == "near"
+    assert sum(result.cost_share.values()) == pytest.approx(1.0)
+    # clean report agrees with the model's own predictions
+    with torch.no_grad():
+        direct = group_accuracy(model(x).argmax(1), y, g)
+    assert result.clean.by_group["near"]["accuracy"] == pytest.approx(direct.accuracy[1], abs=1e-12)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert set(data["mean_cost"]) == {"far", "near"}
+    assert result.to_rows()[1]["group"] == "near"
+    # same seed -> same result
+    again = robust_fairness(model, x, y, g, attack, ("far", "near"), batch_size=16, seed=0, bootstrap=100)
+    assert again.to_dict() == result.to_dict()
+
+
+def test_robust_fairness_checks():
+    model = _Tiny()
+    x, y, g = _attack_data(12)
+    with pytest.raises(ValueError, match=re.escape(OTHER_MODEL)):
+        robust_fairness(model, x, y, g, PGDLinf(_Tiny(), eps=0.01, steps=1), ("a", "b"))
+    with pytest.raises(ValueError, match=re.escape(LENGTH_MISMATCH.format(lengths=(12, 12, 11)))):
+        robust_fairness(model, x, y, g[:11], PGDLinf(model, eps=0.01, steps=1), ("a", "b"))
+    with pytest.raises(ValueError, match=re.escape(EMPTY_GROUP.format(group="c", num_groups=3))):
+        robust_fairness(model, x, y, g, PGDLinf(model, eps=0.01, steps=1), ("a", "b", "c"))
+
+
+def test_predict_is_batched_and_restores_the_mode(data):
+    model = load_model("fmnist-cnn")
+    x, y = data
+    model.train()
+    pred = predict(model, x[:300], batch_size=64)
+    assert model.training  # put back as it was
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(pred, model(x[:300]).argmax(1))  # the same as one big batch
+    with pytest.raises(ValueError, match="batch_size"):
+        predict(model, x[:4], batch_size=0)
