@@ -177,11 +177,12 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
         start = f3.selectbox("Start from", starts, key=keep("keep.fair_start"),
                              format_func=lambda s: "random weights" if s == "scratch" else f"a copy of {s}")
         ready = dataset == DEFAULT or data.ready
-        st.caption("Before you start: a run of a few epochs on a few thousand images will not match the bundled "
-                   "models (6 epochs on 12,000 images; docs/fairness-training.md has 3 seeds). Use it to watch "
-                   "training move the groups, not to compare with them. After training, each attack runs on 500 "
-                   "test images (about a minute on one CPU thread); Cancel skips the attacks and measures clean "
-                   "accuracy on 2,000 test images, in about a second.")
+        st.caption("Before you start: a short run will not match the bundled models (6 epochs on 12,000 images; "
+                   "docs/fairness-training.md has 3 seeds). Measured on one CPU thread, W-DRO from random weights "
+                   "for 2 epochs on 3,000 images took 48 s (12 s training, 36 s attacking 500 test images) and "
+                   "reached 39% mean and 10% worst-group accuracy. Use it to watch training move the groups, not "
+                   "to compare with them. Cancel skips the attacks and measures clean accuracy on 2,000 test "
+                   "images, in about a second.")
         slots = job_slots()
         if slots.running:
             st.caption(f"{slots.running} of {slots.limit} training runs are going on this server.")
