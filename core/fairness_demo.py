@@ -186,7 +186,7 @@ def train_and_evaluate(
     device: torch.device | str = "cpu",
     n_attacked: int = 500,
     bootstrap: int = 200,
-    cancelled_sample: int = 2000,
+    cancelled_sample: int | None = 2000,
     report: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     abandoned: Callable[[], bool] | None = None,
@@ -204,7 +204,9 @@ def train_and_evaluate(
         n_attacked: Test images attacked by each attack of :data:`ATTACKS`.
         bootstrap: Resamples of the confidence intervals.
         cancelled_sample: Test images a cancelled run's clean accuracy is measured on (a seeded
-            sample, so Cancel answers in about a second instead of classifying every test image).
+            sample, so Cancel answers in about a second instead of classifying every test image);
+            ``None``: a cancelled run is evaluated in full, as a finished one (every test image,
+            both attacks).
         report: Called as ``report(fraction, text)``: training is the first 80%.
         should_stop: Polled between training steps; the run then stops after the step, and
             the model of the last step is evaluated on ``cancelled_sample`` clean images only
@@ -245,8 +247,9 @@ def train_and_evaluate(
     info = result.to_dict()
     subset = attacked_subset(len(test), min(n_attacked, len(test)))
     # A cancelled run is shown at once: clean accuracy only, no attacks (they took ~90 s in the app).
-    sample = attacked_subset(len(test), min(cancelled_sample, len(test))) if result.cancelled else None
-    entry = evaluate_model(result.model, info, test, subset, bootstrap=bootstrap, attacked=not result.cancelled,
+    short = result.cancelled and cancelled_sample is not None
+    sample = attacked_subset(len(test), min(cancelled_sample, len(test))) if short else None
+    entry = evaluate_model(result.model, info, test, subset, bootstrap=bootstrap, attacked=not short,
                            clean_subset=sample, progress=lambda f, text: say(0.8 + 0.2 * f, text))
     return result.model, {**entry, "cancelled": result.cancelled, "dataset": dataset, "groups": list(test.groups),
                           "notice": bundled_notice(train, options)}

@@ -177,12 +177,14 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
         start = f3.selectbox("Start from", starts, key=keep("keep.fair_start"),
                              format_func=lambda s: "random weights" if s == "scratch" else f"a copy of {s}")
         ready = dataset == DEFAULT or data.ready
+        full = st.checkbox("After Cancel, evaluate in full (every test image and both attacks: about a minute)",
+                           key=keep("keep.fair_full", False))
         st.caption("Before you start: a short run will not match the bundled models (6 epochs on 12,000 images; "
                    "docs/fairness-training.md has 3 seeds). Measured on one CPU thread, W-DRO from random weights "
                    "for 2 epochs on 3,000 images took 48 s (12 s training, 36 s attacking 500 test images) and "
                    "reached 39% mean and 10% worst-group accuracy. Use it to watch training move the groups, not "
                    "to compare with them. Cancel skips the attacks and measures clean accuracy on 2,000 test "
-                   "images, in about a second.")
+                   "images, in about a second (unless the box below asks for the full evaluation).")
         slots = job_slots()
         if slots.running:
             st.caption(f"{slots.running} of {slots.limit} training runs are going on this server.")
@@ -198,11 +200,12 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
 
                 holder = session_jobs()
 
-                def work(report, should_stop, cfg=cfg, base=base, options=options, data=data, dataset=dataset):
+                def work(report, should_stop, cfg=cfg, base=base, options=options, data=data, dataset=dataset,
+                         sample=None if full else 2000):
                     with data.folder() as root:
                         return train_and_evaluate(cfg, dataset=dataset, root=root, data_options=options, start=base,
                                                   device=work_device, report=report, should_stop=should_stop,
-                                                  abandoned=lambda: holder.ended)
+                                                  abandoned=lambda: holder.ended, cancelled_sample=sample)
 
                 try:
                     job = Job(work, label=f"{label}, {cfg.epochs} epoch{'s' * (cfg.epochs > 1)}",

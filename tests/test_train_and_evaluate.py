@@ -69,3 +69,19 @@ def test_cancelled_after_some_steps_keeps_the_partial_model():
     with torch.no_grad():
         right = (model(x[sample]).argmax(1) == y[sample]).double().mean()
     assert entry["clean"]["mean_accuracy"] == pytest.approx(float(right))  # the accuracy of those 200 images
+
+
+def test_a_cancelled_run_can_be_evaluated_in_full():
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+
+    out = train_and_evaluate(TrainConfig(epochs=2), data_options=BUNDLED, should_stop=stop, n_attacked=16,
+                             bootstrap=0, cancelled_sample=None)
+    assert out is not None
+    _, entry = out
+    assert entry["cancelled"] is True and entry["clean_images"] == 500  # the whole bundled test split
+    assert set(entry["under_attack"]) == {"wdro-ssim", "pgd-linf"}  # and both attacks
+
