@@ -357,3 +357,24 @@ def test_an_unwritable_output_folder_fails_before_the_first_step(tiny, tmp_path)
     with pytest.raises(WriteError, match="Not a directory"):
         train_model(None, tiny, cfg=_cfg("erm", epochs=1), out_dir=tmp_path / "file" / "run", progress=steps.append)
     assert steps == []  # no work is lost: nothing ran
+
+
+def test_one_class_per_method_and_its_state_round_trips():
+    from core.training import METHOD_CLASSES, METHODS
+
+    assert tuple(METHOD_CLASSES) == METHODS
+    x_all = torch.rand(6, 1, 28, 28)
+    for name, cls in METHOD_CLASSES.items():
+        extra = {"budget": 0.03} if name in ("wdro", "wdro-naive") else {}
+        method = cls(TrainConfig(method=name, **extra), x_all, 2)
+        state = method.state_dict()
+        assert "log_gamma" in state  # the checkpoint layout of earlier runs
+        if name == "wdro":
+            state = {**state, "log_gamma": 1.5, "delta": torch.full_like(x_all, 0.01), "visited": torch.ones(6, dtype=torch.bool)}
+        if name == "group-dro":
+            state = {**state, "q": torch.tensor([0.25, 0.75])}
+        again = cls(TrainConfig(method=name, **extra), x_all, 2)
+        again.load_state_dict(state)
+        for key, value in state.items():
+            got = again.state_dict()[key]
+            assert torch.equal(torch.as_tensor(got), torch.as_tensor(value)), (name, key)

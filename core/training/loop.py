@@ -1,0 +1,195 @@
+"""The training loop, :func:`train_model`: one loop for every method (:mod:`core.training.methods`)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.data import GroupDataset
+from core.evaluation import predict
+from core.fairness import group_accuracy
+from core.fileio import check_writable
+from core.measures import get_measure
+from core.models import init_parameters, use_generator
+from core.training.blocks import build_classifier, lr_at
+from core.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_trained
+from core.training.config import NO_GROUPS, TrainConfig, TrainProgress, TrainResult
+from core.training.ddp import Dist
+from core.training.methods import Batch, StepContext, make_method
+
+
+def train_model(
+    model: nn.Module | None,
+    train: GroupDataset,
+    *,
+    cfg: TrainConfig,
+    val: GroupDataset | None = None,
+    device: torch.device | str = "cpu",
+    copy_model: bool = True,
+    progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    half: bool = False,
+) -> TrainResult:
+    """Train a classifier with ``cfg.method`` (see the module docstring).
+
+    Args:
+        model: Classifier on [0, 1] images, or ``None`` to build one (:func:`build_classifier`).
+        train: Training split; its group labels are read only by ``"group-dro"`` (and for
+            the per-group transport cost reported by W-DRO).
+        cfg: The run's configuration.
+        val: Optional validation split: per-group accuracy after each epoch (reported only).
+        device: Where to train (CPU or CUDA).
+        copy_model: Train a deep copy and leave ``model`` untouched (default). ``False``
+            trains ``model`` in place.
+        progress: Called with a :class:`TrainProgress` after every step and every epoch.
+        should_stop: Polled before every step; when it returns True the run stops cleanly
+            and the result is marked ``cancelled``.
+        out_dir: Folder for ``checkpoint.pt`` (after every epoch), ``model.pt`` and
+            ``train.json`` (at the end, also when cancelled). ``None`` writes nothing.
+        resume: Continue from ``out_dir/checkpoint.pt`` when it exists (its config must
+            match ``cfg``).
+        half: Store ``model.pt`` in float16 (half the size; loaded back as float32).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: Group DRO on a single group, an unknown measure, a measure that does not
+            apply to the images, or a checkpoint of another run.
+    """
+    start_time = time.perf_counter()
+    device = torch.device(device)
+    dist = Dist.current()
+    x_all, y_all, g_all = train.tensors(device)  # (N, C, H, W) float in [0, 1]; (N,); (N,)
+    n, channels, size = x_all.shape[0], x_all.shape[1], x_all.shape[-1]
+    n_groups = len(train.groups)
+    if cfg.method == "group-dro" and n_groups < 2:
+        raise ValueError(NO_GROUPS.format(n=n_groups))
+    if cfg.method in ("wdro", "wdro-naive"):
+        get_measure(cfg.metric).check(x_all.shape)
+    if out_dir is not None and dist.rank == 0:
+        check_writable(out_dir)  # a read-only or missing folder fails now, not after the first epoch
+    if model is None:  # initial weights from the run's own generator (never torch's process-wide one)
+        model = build_classifier(cfg, channels=channels, n_classes=len(train.classes), size=size)
+        init_parameters(model, torch.Generator().manual_seed(cfg.seed))
+    elif copy_model:
+        model = copy.deepcopy(model)
+    model = model.to(device)
+    net = model  # the plain module: attacks, evaluation, saving
+    train_net: nn.Module = model
+    if dist.world > 1:
+        train_net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sampler = torch.utils.data.DistributedSampler(range(n), num_replicas=dist.world, rank=dist.rank,
+                                                  shuffle=True, seed=cfg.seed, drop_last=False)
+    steps = (len(sampler) + cfg.batch_size - 1) // cfg.batch_size
+    total = cfg.epochs * steps
+    method = make_method(cfg, x_all, n_groups)
+    history: list[dict[str, Any]] = []
+    first_epoch = 0
+    ckpt_path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
+    if resume and ckpt_path is not None and ckpt_path.is_file():
+        first_epoch, history = load_checkpoint(ckpt_path, cfg, net, opt, method)
+    x_val = y_val = g_val = None
+    if val is not None:
+        x_val, y_val, g_val = val.tensors(device)
+
+    cancelled = False
+    for epoch in range(first_epoch, cfg.epochs):
+        epoch_start = time.perf_counter()
+        # The run's own generators, one stream per (seed, epoch, rank): two runs in one process never share one.
+        noise_gen = torch.Generator(device).manual_seed(run_seed(cfg.seed, epoch, dist.rank))  # dropout, random starts
+        gen = torch.Generator().manual_seed(run_seed(cfg.seed, epoch, dist.rank, 1))  # flips, attack seeds
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), dtype=torch.int64)
+        touched = torch.zeros(n, dtype=torch.bool)
+        sums = {"loss": 0.0, "correct": 0.0, "n": 0.0}
+        cost_sum = torch.zeros(n_groups, dtype=torch.float64)
+        cost_n = torch.zeros(n_groups, dtype=torch.float64)
+        for i in range(steps):
+            if should_stop is not None and should_stop():
+                cancelled = True
+                break
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            flip = (torch.rand(len(idx), generator=gen) < 0.5) if cfg.flip else torch.zeros(len(idx), dtype=torch.bool)
+            dev_idx, flip_d = idx.to(device), flip.to(device).view(-1, 1, 1, 1)
+            x = torch.where(flip_d, x_all[dev_idx].flip(-1), x_all[dev_idx])
+            y, g = y_all[dev_idx], g_all[dev_idx]
+            for pg in opt.param_groups:
+                pg["lr"] = lr_at(epoch * steps + i, total, cfg.lr)
+            ctx = StepContext(train_net, net, opt, gen, noise_gen, dist, (epoch * steps + i) / total)
+            with use_generator(net, noise_gen):
+                stats = method.step(Batch(x, y, g, idx, flip), ctx)
+            loss, logits, extra, cost = stats.loss, stats.logits, stats.extra, stats.cost
+            touched[idx] = True
+            b = float(len(idx))
+            sums["loss"] += float(loss) * b
+            sums["correct"] += float((logits.argmax(1) == y).sum())
+            sums["n"] += b
+            if cost is not None:
+                cost_sum += torch.zeros(n_groups, dtype=torch.float64).index_add(0, g.cpu(), cost.double().cpu())
+                cost_n += torch.bincount(g.cpu(), minlength=n_groups).double()
+            if progress is not None:
+                progress(TrainProgress("step", epoch + 1, cfg.epochs, i + 1, steps, epoch * steps + i + 1, total,
+                                       float(loss), extra))
+        if cancelled:
+            break
+        method.end_epoch(touched, dist)
+        totals = dist.sum(torch.tensor([sums["loss"], sums["correct"], sums["n"]], dtype=torch.float64))
+        cost_sum, cost_n = dist.sum(cost_sum), dist.sum(cost_n)
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": float(totals[0] / totals[2]),
+            "train_acc": float(totals[1] / totals[2]),
+            "lr_end": lr_at(min((epoch + 1) * steps, total) - 1, total, cfg.lr),
+        }
+        if x_val is not None:
+            row["val"] = val_report(net, x_val, y_val, g_val, val.groups)  # type: ignore[union-attr]
+        row.update(method.report(train.groups))
+        if cfg.method in ("wdro", "wdro-naive"):
+            row["cost_mean"] = float(cost_sum.sum() / cost_n.sum().clamp_min(1))
+            row["cost_by_group"] = {name: float(s / max(float(c), 1.0)) for name, s, c in
+                                    zip(train.groups, cost_sum.tolist(), cost_n.tolist())}
+        row["seconds"] = round(time.perf_counter() - epoch_start, 3)
+        history.append(row)
+        if ckpt_path is not None and dist.rank == 0:
+            save_checkpoint(ckpt_path, cfg, epoch + 1, net, opt, method, history)
+        if progress is not None:
+            progress(TrainProgress("epoch", epoch + 1, cfg.epochs, steps, steps, (epoch + 1) * steps, total,
+                                   row["loss"], row))
+    net.eval()
+    result = TrainResult(
+        model=net, config=cfg, history=history, epochs_done=len(history), cancelled=cancelled,
+        seconds=time.perf_counter() - start_time, groups=tuple(train.groups),
+    )
+    if out_dir is not None and dist.rank == 0:
+        save_trained(result, out_dir, half=half)
+    return result
+
+
+def run_seed(*parts: int) -> int:
+    h = 0
+    for p in parts:
+        h = (h * 1_000_003 + int(p) + 1) % (2**62)
+    return h
+
+
+def val_report(net: nn.Module, x, y, g, groups) -> dict[str, Any]:
+    pred = predict(net, x)
+    acc = group_accuracy(pred.cpu(), y.cpu(), g.cpu(), len(groups))
+    return {
+        "mean_accuracy": acc.mean_accuracy,
+        "worst_group_accuracy": acc.worst_group_accuracy,
+        "gap": acc.gap,
+        "by_group": {name: a for name, a in zip(groups, acc.accuracy)},
+    }
