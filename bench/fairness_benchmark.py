@@ -73,8 +73,8 @@ def run_table(args) -> dict:
             result = train_model(None, train, cfg=cfg, out_dir=out_dir, half=True)
             row = test_scores(result.model, test)
             row.update(seed=seed, seconds=round(time.perf_counter() - start, 1))
-            if "cost_by_group" in result.history[-1]:
-                row["cost_by_group"] = result.history[-1]["cost_by_group"]
+            if result.history[-1].cost_by_group is not None:
+                row["cost_by_group"] = result.history[-1].cost_by_group
             results[name].append(row)
             print(f"seed {seed} {name:<18} mean {row['mean']:.4f} worst {row['worst']:.4f} gap {row['gap']:.4f} "
                   f"({row['seconds']:.0f} s, train source {train.source}, {len(train)} images)", flush=True)
@@ -101,10 +101,10 @@ def run_speed(args) -> dict:
         cfg = TrainConfig(method=method, epochs=args.speed_epochs, seed=seed, budget=0.03,
                           naive_steps=args.naive_steps, naive_rounds=args.naive_rounds)
         result = train_model(None, train, cfg=cfg)
-        per_epoch = [h["seconds"] for h in result.history]
+        per_epoch = [h.seconds for h in result.history]
         row = test_scores(result.model, test)
         row.update(seconds_per_epoch=statistics.mean(per_epoch), epochs=per_epoch,
-                   cost_mean=result.history[-1]["cost_mean"])
+                   cost_mean=result.history[-1].cost_mean)
         out[method] = row
         print(f"{method:<11} {row['seconds_per_epoch']:7.1f} s/epoch  worst-group {row['worst']:.4f}  "
               f"mean {row['mean']:.4f}  gap {row['gap']:.4f}  last-epoch cost {row['cost_mean']:.4f}", flush=True)

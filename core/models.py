@@ -87,6 +87,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int = 1, n_classes: int = 10, width: int = 32) -> None:
         super().__init__()
+        self.args = {"in_channels": in_channels, "n_classes": n_classes, "width": width}  # saved with checkpoints
         w = width
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(),
@@ -129,6 +130,7 @@ class SmallResNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, n_classes: int = 10, width: int = 32) -> None:
         super().__init__()
+        self.args = {"in_channels": in_channels, "n_classes": n_classes, "width": width}  # saved with checkpoints
         w = width
         self.stem = nn.Sequential(nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
         self.stages = nn.Sequential(

@@ -184,9 +184,9 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny, tiny_val, tmp_pat
     resumed = train_model(None, tiny, cfg=cfg, val=tiny_val, out_dir=tmp_path, resume=True)
     assert resumed.epochs_done == 3 and not resumed.cancelled
     assert _same_weights(full.model, resumed.model)
-    timeless = [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history]
-    assert timeless == [{k: v for k, v in h.items() if k != "seconds"} for h in full.history]
-    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    timeless = [{k: v for k, v in h.to_dict().items() if k != "seconds"} for h in resumed.history]
+    assert timeless == [{k: v for k, v in h.to_dict().items() if k != "seconds"} for h in full.history]
+    assert [h.loss for h in resumed.history] == [h.loss for h in full.history]
 
 
 def test_resume_refuses_another_runs_checkpoint(tiny, tmp_path):
@@ -216,8 +216,8 @@ def test_naive_wdro_holds_the_budget_every_batch(tiny):
     budget = 0.02
     result = train_model(None, tiny, cfg=_cfg("wdro-naive", epochs=1, budget=budget))
     row = result.history[0]
-    assert 0 < row["cost_mean"] <= budget * (1 + 1e-4)
-    assert set(row["cost_by_group"]) == {"standard", "inverted"}
+    assert 0 < row.cost_mean <= budget * (1 + 1e-4)
+    assert set(row.cost_by_group) == {"standard", "inverted"}
 
 
 def test_fast_wdro_costs_two_passes_per_batch_naive_many(tiny):
@@ -243,13 +243,13 @@ def test_fast_wdro_gamma_follows_the_budget(tiny):
     """Budget far above what is spent: gamma falls every batch; far below: it rises."""
     low = train_model(None, tiny, cfg=_cfg("wdro", epochs=1, budget=0.5))
     high = train_model(None, tiny, cfg=_cfg("wdro", epochs=1, budget=1e-6, gamma_init=1.0))
-    assert low.history[0]["gamma"] < 1.0  # the default start
-    assert high.history[0]["gamma"] > 1.0
+    assert low.history[0].gamma < 1.0  # the default start
+    assert high.history[0].gamma > 1.0
 
 
 def test_penalty_form_keeps_gamma(tiny):
     result = train_model(None, tiny, cfg=_cfg("wdro", epochs=1, budget=None, gamma=7.0))
-    assert result.history[0]["gamma"] == pytest.approx(7.0)
+    assert result.history[0].gamma == pytest.approx(7.0)
 
 
 def test_group_dro_needs_two_groups(tiny):
@@ -261,7 +261,7 @@ def test_group_dro_needs_two_groups(tiny):
 
 def test_group_dro_weights_follow_the_group_losses(tiny):
     """One epoch of Group DRO moves q off uniform and keeps it a distribution."""
-    q = train_model(None, tiny, cfg=_cfg("group-dro", epochs=1, group_step=1.0)).history[0]["q"]
+    q = train_model(None, tiny, cfg=_cfg("group-dro", epochs=1, group_step=1.0)).history[0].q
     assert sum(q.values()) == pytest.approx(1.0, abs=1e-6)
     assert abs(q["inverted"] - 0.5) > 1e-4
 
@@ -269,9 +269,9 @@ def test_group_dro_weights_follow_the_group_losses(tiny):
 def test_pointwise_budget_holds_every_example_and_drops_gamma(tiny):
     result = train_model(None, tiny, cfg=_cfg("wdro", epochs=1, budget=0.02, budget_mode="pointwise"))
     row = result.history[0]
-    assert "gamma" not in row
-    assert 0 < row["cost_mean"] <= 0.02 * (1 + 1e-4)
-    assert max(row["cost_by_group"].values()) <= 0.02 * (1 + 1e-4)
+    assert row.gamma is None and "gamma" not in row.to_dict()  # no multiplier: the projection holds the budget
+    assert 0 < row.cost_mean <= 0.02 * (1 + 1e-4)
+    assert max(row.cost_by_group.values()) <= 0.02 * (1 + 1e-4)
 
 
 def test_clean_weight_mixes_in_the_clean_loss_with_one_more_pass(tiny):
@@ -324,7 +324,7 @@ def test_two_concurrent_runs_equal_a_solo_run_bitwise(tiny, method):
     stop.set()
     threads[2].join()
     assert all(_same_weights(solo.model, results[k].model) for k in range(2))
-    assert [h["loss"] for h in results[0].history] == [h["loss"] for h in solo.history]
+    assert [h.loss for h in results[0].history] == [h.loss for h in solo.history]
 
 
 def test_a_full_disk_keeps_the_last_checkpoint_and_leaves_no_temporary(tiny, tmp_path, monkeypatch):
@@ -378,3 +378,19 @@ def test_one_class_per_method_and_its_state_round_trips():
         for key, value in state.items():
             got = again.state_dict()[key]
             assert torch.equal(torch.as_tensor(got), torch.as_tensor(value)), (name, key)
+
+
+def test_checkpoints_store_the_architecture_arguments(tiny, tmp_path):
+    """As nanoGPT's do: the model's own arguments, not a guess from state-dict key names."""
+    import json
+
+    from core.models import Normalized, SmallCNN
+    from core.training import INFO_FILE
+
+    net = Normalized(SmallCNN(in_channels=1, n_classes=10, width=8), mean=(0.5,), std=(0.5,))
+    result = train_model(net, tiny, cfg=_cfg("erm", epochs=1, width=8), out_dir=tmp_path)
+    info = json.loads((tmp_path / INFO_FILE).read_text())
+    assert info["shape"] == {"arch": "SmallCNN", "channels": 1, "width": 8, "n_classes": 10, "size": 28}
+    model, _ = load_trained(tmp_path)
+    assert model.model.args == {"in_channels": 1, "n_classes": 10, "width": 8}
+    assert _same_weights(model, result.model)

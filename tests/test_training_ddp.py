@@ -20,7 +20,7 @@ def _worker(rank: int, world: int, init_file: str, out: str, method: str) -> Non
                             classes=data.classes, groups=data.groups, description="tiny", source=data.source)
         cfg = TrainConfig(method=method, epochs=2, batch_size=16, width=4)
         result = train_model(None, tiny, cfg=cfg)
-        torch.save({"model": result.model.state_dict(), "history": result.history}, f"{out}/rank{rank}.pt")
+        torch.save({"model": result.model.state_dict(), "history": [h.to_dict() for h in result.history]}, f"{out}/rank{rank}.pt")
     finally:
         td.destroy_process_group()
 

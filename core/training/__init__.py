@@ -84,7 +84,7 @@ Example::
     val = load_group_dataset("fmnist-groups", "val")
     result = train_model(None, train, val=val, cfg=TrainConfig(method="wdro", budget=0.02),
                          progress=lambda p: print(p.epoch, p.step, p.loss))
-    result.model, result.history[-1]["val"]["worst_group_accuracy"]
+    result.model, result.history[-1].val["worst_group_accuracy"]
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ from core.training.blocks import build_classifier, dual_update, group_mean, lr_a
 from core.training.checkpoint import load_trained, save_trained
 from core.training.config import (
     CHECKPOINT,
+    EpochStats,
     INFO_FILE,
     METHODS,
     MODEL_FILE,
@@ -110,6 +111,7 @@ __all__ = [
     "METHOD_CLASSES",
     "MODEL_FILE",
     "Batch",
+    "EpochStats",
     "Method",
     "StepContext",
     "StepStats",

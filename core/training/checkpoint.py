@@ -12,7 +12,17 @@ import torch
 from core.fileio import atomic_save, atomic_write
 from core.models import Normalized, load_state_dict
 from core.training.blocks import build_classifier
-from core.training.config import CHECKPOINT, FORMAT, INFO_FILE, MISMATCH, MODEL_FILE, NOT_TRAINED, TrainConfig, TrainResult
+from core.training.config import (
+    CHECKPOINT,
+    EpochStats,
+    FORMAT,
+    INFO_FILE,
+    MISMATCH,
+    MODEL_FILE,
+    NOT_TRAINED,
+    TrainConfig,
+    TrainResult,
+)
 from core.training.methods import Method
 
 
@@ -23,7 +33,7 @@ def save_trained(result: TrainResult, out_dir: str | os.PathLike[str], *, half: 
              for k, v in result.model.state_dict().items()}
     atomic_save(state, out / MODEL_FILE)
     info = result.to_dict()
-    info.update(model_file=MODEL_FILE, half=half, shape=shape_from_state(state))
+    info.update(model_file=MODEL_FILE, half=half, shape=architecture_of(result.model, state))
     atomic_write(out / INFO_FILE, json.dumps(info, indent=2) + "\n")
     return out
 
@@ -71,7 +81,7 @@ def load_trained(path: str | os.PathLike[str], *, device: torch.device | str = "
 
 
 def save_checkpoint(path: Path, cfg: TrainConfig, epoch: int, net, opt, method: Method, history) -> None:
-    shape = shape_from_state(net.state_dict())
+    shape = architecture_of(net, net.state_dict())
     data = {
         "format": FORMAT,
         "config": asdict(cfg),
@@ -80,7 +90,7 @@ def save_checkpoint(path: Path, cfg: TrainConfig, epoch: int, net, opt, method: 
         "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "optimizer": opt.state_dict(),
         "method_state": method.state_dict(),
-        "history": history,
+        "history": [row.to_dict() for row in history],
     }
     atomic_save(data, path)
 
@@ -105,11 +115,25 @@ def load_checkpoint(path: Path, cfg: TrainConfig, net, opt, method: Method) -> t
     net.load_state_dict(data["model"])
     opt.load_state_dict(data["optimizer"])
     method.load_state_dict(data["method_state"])
-    return int(data["epoch"]), list(data["history"])
+    return int(data["epoch"]), [EpochStats.from_dict(row) for row in data["history"]]
+
+
+def architecture_of(net, state: dict) -> dict[str, int | str]:
+    """The architecture's arguments, as the model was built (``SmallCNN.args``, ``SmallResNet.args``), for rebuilding it.
+
+    Files written before the models kept their arguments are read by :func:`shape_from_state`.
+    """
+    inner = getattr(net, "model", None)
+    args = getattr(inner, "args", None)
+    if not isinstance(args, dict):
+        return shape_from_state(state)
+    arch = type(inner).__name__
+    return {"arch": arch, "channels": int(args["in_channels"]), "width": int(args["width"]),
+            "n_classes": int(args["n_classes"]), "size": 28 if arch == "SmallCNN" else 0}
 
 
 def shape_from_state(state: dict) -> dict[str, int]:
-    """Architecture facts recoverable from a state dict of a Normalized(SmallCNN | SmallResNet)."""
+    """Architecture facts recoverable from a state dict of a Normalized(SmallCNN | SmallResNet) (older files)."""
     if "model.features.0.weight" in state:
         w = state["model.features.0.weight"]
         return {"arch": "SmallCNN", "channels": int(w.shape[1]), "width": int(w.shape[0]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from torch import nn
 
@@ -144,18 +144,54 @@ class TrainProgress:
 
 
 @dataclass(frozen=True)
+class EpochStats:
+    """One finished epoch of a run (``train.json`` and checkpoints store :meth:`to_dict`).
+
+    Attributes:
+        epoch: The epoch, from 1.
+        loss: Mean training loss over the epoch.
+        train_acc: Accuracy on the points trained on (adversarial for W-DRO and PGD-AT).
+        lr_end: Learning rate at the epoch's last step.
+        seconds: Wall time of the epoch.
+        val: With a validation set: ``mean_accuracy``, ``worst_group_accuracy``, ``gap`` and
+            ``by_group`` {name: accuracy}.
+        gamma: W-DRO (budget or penalty form): the multiplier at the end of the epoch.
+        q: Group DRO: {group name: weight}.
+        cost_mean: W-DRO: mean transport cost spent per example.
+        cost_by_group: W-DRO: {group name: mean transport cost spent per example}.
+    """
+
+    epoch: int
+    loss: float
+    train_acc: float
+    lr_end: float
+    seconds: float = 0.0
+    val: dict[str, Any] | None = None
+    gamma: float | None = None
+    q: dict[str, float] | None = None
+    cost_mean: float | None = None
+    cost_by_group: dict[str, float] | None = None
+
+    _ORDER: ClassVar[tuple[str, ...]] = ("epoch", "loss", "train_acc", "lr_end", "val", "gamma", "q", "cost_mean",
+                                         "cost_by_group", "seconds")  # the keys of train.json's rows, in order
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON row: every field that is set."""
+        return {key: getattr(self, key) for key in self._ORDER if getattr(self, key) is not None}
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> EpochStats:
+        return cls(**{key: row[key] for key in cls._ORDER if key in row})
+
+
+@dataclass(frozen=True)
 class TrainResult:
     """The outcome of :func:`train_model`.
 
     Attributes:
         model: The trained classifier (a copy when ``copy=True``), in eval mode.
         config: The run's configuration.
-        history: One dict per finished epoch: ``epoch``, ``loss``, ``train_acc`` (accuracy on
-            the points trained on: adversarial for W-DRO and PGD-AT), ``seconds``, ``lr``, and
-            when a validation set was given ``val`` (``mean_accuracy``, ``worst_group_accuracy``,
-            ``gap``, ``by_group`` {name: accuracy}); W-DRO adds ``gamma`` (at the end of the
-            epoch), ``cost_mean`` and ``cost_by_group`` {name: mean transport cost spent per
-            example}; Group DRO adds ``q`` {name: weight}.
+        history: One :class:`EpochStats` per finished epoch.
         epochs_done: Epochs finished (including those of a resumed checkpoint).
         cancelled: ``should_stop`` returned True before the last epoch ended; the model is then
             the partial one, and the last checkpoint holds the last finished epoch.
@@ -165,7 +201,7 @@ class TrainResult:
 
     model: nn.Module
     config: TrainConfig
-    history: list[dict[str, Any]]
+    history: list[EpochStats]
     epochs_done: int
     cancelled: bool
     seconds: float
@@ -176,7 +212,7 @@ class TrainResult:
         return {
             "format": FORMAT,
             "config": asdict(self.config),
-            "history": self.history,
+            "history": [row.to_dict() for row in self.history],
             "epochs_done": self.epochs_done,
             "cancelled": self.cancelled,
             "seconds": round(self.seconds, 2),

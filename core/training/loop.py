@@ -20,7 +20,7 @@ from core.measures import get_measure
 from core.models import init_parameters, use_generator
 from core.training.blocks import build_classifier, lr_at
 from core.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_trained
-from core.training.config import NO_GROUPS, TrainConfig, TrainProgress, TrainResult
+from core.training.config import NO_GROUPS, EpochStats, TrainConfig, TrainProgress, TrainResult
 from core.training.ddp import Dist
 from core.training.methods import Batch, StepContext, make_method
 
@@ -95,7 +95,7 @@ def train_model(
     steps = (len(sampler) + cfg.batch_size - 1) // cfg.batch_size
     total = cfg.epochs * steps
     method = make_method(cfg, x_all, n_groups)
-    history: list[dict[str, Any]] = []
+    history: list[EpochStats] = []
     first_epoch = 0
     ckpt_path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     if resume and ckpt_path is not None and ckpt_path.is_file():
@@ -147,26 +147,25 @@ def train_model(
         method.end_epoch(touched, dist)
         totals = dist.sum(torch.tensor([sums["loss"], sums["correct"], sums["n"]], dtype=torch.float64))
         cost_sum, cost_n = dist.sum(cost_sum), dist.sum(cost_n)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "loss": float(totals[0] / totals[2]),
-            "train_acc": float(totals[1] / totals[2]),
-            "lr_end": lr_at(min((epoch + 1) * steps, total) - 1, total, cfg.lr),
-        }
-        if x_val is not None:
-            row["val"] = val_report(net, x_val, y_val, g_val, val.groups)  # type: ignore[union-attr]
-        row.update(method.report(train.groups))
-        if cfg.method in ("wdro", "wdro-naive"):
-            row["cost_mean"] = float(cost_sum.sum() / cost_n.sum().clamp_min(1))
-            row["cost_by_group"] = {name: float(s / max(float(c), 1.0)) for name, s, c in
-                                    zip(train.groups, cost_sum.tolist(), cost_n.tolist())}
-        row["seconds"] = round(time.perf_counter() - epoch_start, 3)
+        wdro = cfg.method in ("wdro", "wdro-naive")
+        row = EpochStats(
+            epoch=epoch + 1,
+            loss=float(totals[0] / totals[2]),
+            train_acc=float(totals[1] / totals[2]),
+            lr_end=lr_at(min((epoch + 1) * steps, total) - 1, total, cfg.lr),
+            val=val_report(net, x_val, y_val, g_val, val.groups) if x_val is not None else None,  # type: ignore[union-attr]
+            **method.report(train.groups),
+            cost_mean=float(cost_sum.sum() / cost_n.sum().clamp_min(1)) if wdro else None,
+            cost_by_group={name: float(s / max(float(c), 1.0)) for name, s, c in
+                           zip(train.groups, cost_sum.tolist(), cost_n.tolist())} if wdro else None,
+            seconds=round(time.perf_counter() - epoch_start, 3),
+        )
         history.append(row)
         if ckpt_path is not None and dist.rank == 0:
             save_checkpoint(ckpt_path, cfg, epoch + 1, net, opt, method, history)
         if progress is not None:
             progress(TrainProgress("epoch", epoch + 1, cfg.epochs, steps, steps, (epoch + 1) * steps, total,
-                                   row["loss"], row))
+                                   row.loss, row.to_dict()))
     net.eval()
     result = TrainResult(
         model=net, config=cfg, history=history, epochs_done=len(history), cancelled=cancelled,
