@@ -85,6 +85,7 @@ DEMO_MODELS: dict[str, tuple[str, TrainConfig]] = {
     "erm": ("ERM", TrainConfig(method="erm")),
     "wdro-ssim": ("W-DRO-SSIM", TrainConfig(method="wdro", metric="ssim", budget=0.03)),
 }
+TRAIN_NOW_ATTACKED = 500  # test images each attack runs on after a "train now" run (tests shrink it)
 ATTACKS = {"wdro-ssim": {"metric": "ssim", "budget": 0.03, "steps": 100}, "pgd-linf": {"eps": 0.1, "steps": 10}}
 NO_DEMO = "no bundled fairness demo {name!r} under {folder}: regenerate it with `python -m bench.make_fairness_demo`"
 UNKNOWN = "unknown demo model {name!r}; expected one of: {known}"
@@ -184,7 +185,7 @@ def train_and_evaluate(
     data_options: dict | None = None,
     start: nn.Module | None = None,
     device: torch.device | str = "cpu",
-    n_attacked: int = 500,
+    n_attacked: int | None = None,
     bootstrap: int = 200,
     cancelled_sample: int | None = 2000,
     report: Callable[[float, str], None] | None = None,
@@ -201,7 +202,8 @@ def train_and_evaluate(
         start: A model to fine-tune. It is deep-copied first and never modified, also when
             its parameters are frozen (the app's cached models are).
         device: Where to train and evaluate.
-        n_attacked: Test images attacked by each attack of :data:`ATTACKS`.
+        n_attacked: Test images attacked by each attack of :data:`ATTACKS` (default
+            :data:`TRAIN_NOW_ATTACKED`, read at call time).
         bootstrap: Resamples of the confidence intervals.
         cancelled_sample: Test images a cancelled run's clean accuracy is measured on (a seeded
             sample, so Cancel answers in about a second instead of classifying every test image);
@@ -245,6 +247,7 @@ def train_and_evaluate(
     if steps_done == 0 or (abandoned is not None and abandoned()):
         return None
     info = result.to_dict()
+    n_attacked = TRAIN_NOW_ATTACKED if n_attacked is None else n_attacked
     subset = attacked_subset(len(test), min(n_attacked, len(test)))
     # A cancelled run is shown at once: clean accuracy only, no attacks (they took ~90 s in the app).
     short = result.cancelled and cancelled_sample is not None

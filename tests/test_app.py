@@ -223,9 +223,12 @@ def test_method_page_has_the_formulation_and_references():
     assert list(app.dataframe[0].value["measure"])[0] == "SSIM"
 
 
-def test_fairness_page_shows_the_demo_and_trains_a_copy():
+def test_fairness_page_shows_the_demo_and_trains_a_copy(monkeypatch):
+    import core.fairness_demo
     from core.fairness_demo import load_demo_evaluation
     from pages.fairness import demo_model
+
+    monkeypatch.setattr(core.fairness_demo, "TRAIN_NOW_ATTACKED", 64)  # what the page runs, on fewer images
 
     evaluation = load_demo_evaluation()
     app = _page("fairness")
@@ -254,6 +257,7 @@ def test_fairness_page_shows_the_demo_and_trains_a_copy():
     assert len(models) == 3 and models[2].startswith("#1 W-DRO SSIM (padded) 0.03, 1 epoch")
     entry = app.session_state["fair.trained"][models[2]]["entry"]
     assert 0.0 <= entry["clean"]["worst_group_accuracy"] <= entry["clean"]["mean_accuracy"] <= 1.0
+    assert set(entry["under_attack"]) == {"wdro-ssim", "pgd-linf"} and all(u["n"] == 64 for u in entry["under_attack"].values())  # both attacks ran, on 64 images
     assert entry["history"][0]["cost_mean"] > 0  # W-DRO spent transport budget
     assert len(app.dataframe[0].value) == 3 * 3
     after = demo_model("erm").state_dict()
