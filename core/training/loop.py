@@ -70,7 +70,7 @@ def train_model(
     device = torch.device(device)
     dist = Dist.current()
     x_all, y_all, g_all = train.tensors(device)  # (N, C, H, W) float in [0, 1]; (N,); (N,)
-    n, channels, size = x_all.shape[0], x_all.shape[1], x_all.shape[-1]
+    n = x_all.shape[0]
     n_groups = len(train.groups)
     if cfg.method == "group-dro" and n_groups < 2:
         raise ValueError(NO_GROUPS.format(n=n_groups))
@@ -78,16 +78,10 @@ def train_model(
         get_measure(cfg.metric).check(x_all.shape)
     if out_dir is not None and dist.rank == 0:
         check_writable(out_dir)  # a read-only or missing folder fails now, not after the first epoch
-    if model is None:  # initial weights from the run's own generator (never torch's process-wide one)
-        model = build_classifier(cfg, channels=channels, n_classes=len(train.classes), size=size)
-        init_parameters(model, torch.Generator().manual_seed(cfg.seed))
-    elif copy_model:
-        model = copy.deepcopy(model)
-    model = model.to(device)
-    net = model  # the plain module: attacks, evaluation, saving
-    train_net: nn.Module = model
+    net = _initial_model(model, cfg, train, copy_model=copy_model).to(device)  # the plain module: attacks, saving
+    train_net: nn.Module = net
     if dist.world > 1:
-        train_net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = torch.utils.data.DistributedSampler(range(n), num_replicas=dist.world, rank=dist.rank,
@@ -100,9 +94,7 @@ def train_model(
     ckpt_path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     if resume and ckpt_path is not None and ckpt_path.is_file():
         first_epoch, history = load_checkpoint(ckpt_path, cfg, net, opt, method)
-    x_val = y_val = g_val = None
-    if val is not None:
-        x_val, y_val, g_val = val.tensors(device)
+    val_tensors = val.tensors(device) if val is not None else ()
 
     cancelled = False
     for epoch in range(first_epoch, cfg.epochs):
@@ -112,54 +104,28 @@ def train_model(
         gen = torch.Generator().manual_seed(run_seed(cfg.seed, epoch, dist.rank, 1))  # flips, attack seeds
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.int64)
-        touched = torch.zeros(n, dtype=torch.bool)
-        sums = {"loss": 0.0, "correct": 0.0, "n": 0.0}
-        cost_sum = torch.zeros(n_groups, dtype=torch.float64)
-        cost_n = torch.zeros(n_groups, dtype=torch.float64)
+        tally = _Tally(n, n_groups)
         for i in range(steps):
             if should_stop is not None and should_stop():
                 cancelled = True
                 break
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            flip = (torch.rand(len(idx), generator=gen) < 0.5) if cfg.flip else torch.zeros(len(idx), dtype=torch.bool)
-            dev_idx, flip_d = idx.to(device), flip.to(device).view(-1, 1, 1, 1)
-            x = torch.where(flip_d, x_all[dev_idx].flip(-1), x_all[dev_idx])
-            y, g = y_all[dev_idx], g_all[dev_idx]
+            batch = _batch(order[i * cfg.batch_size : (i + 1) * cfg.batch_size], cfg, gen, (x_all, y_all, g_all))
             for pg in opt.param_groups:
                 pg["lr"] = lr_at(epoch * steps + i, total, cfg.lr)
             ctx = StepContext(train_net, net, opt, gen, noise_gen, dist, (epoch * steps + i) / total)
             with use_generator(net, noise_gen):
-                stats = method.step(Batch(x, y, g, idx, flip), ctx)
-            loss, logits, extra, cost = stats.loss, stats.logits, stats.extra, stats.cost
-            touched[idx] = True
-            b = float(len(idx))
-            sums["loss"] += float(loss) * b
-            sums["correct"] += float((logits.argmax(1) == y).sum())
-            sums["n"] += b
-            if cost is not None:
-                cost_sum += torch.zeros(n_groups, dtype=torch.float64).index_add(0, g.cpu(), cost.double().cpu())
-                cost_n += torch.bincount(g.cpu(), minlength=n_groups).double()
+                stats = method.step(batch, ctx)
+            tally.add(batch, stats)
             if progress is not None:
                 progress(TrainProgress("step", epoch + 1, cfg.epochs, i + 1, steps, epoch * steps + i + 1, total,
-                                       float(loss), extra))
+                                       float(stats.loss), stats.extra))
         if cancelled:
             break
-        method.end_epoch(touched, dist)
-        totals = dist.sum(torch.tensor([sums["loss"], sums["correct"], sums["n"]], dtype=torch.float64))
-        cost_sum, cost_n = dist.sum(cost_sum), dist.sum(cost_n)
-        wdro = cfg.method in ("wdro", "wdro-naive")
-        row = EpochStats(
-            epoch=epoch + 1,
-            loss=float(totals[0] / totals[2]),
-            train_acc=float(totals[1] / totals[2]),
-            lr_end=lr_at(min((epoch + 1) * steps, total) - 1, total, cfg.lr),
-            val=val_report(net, x_val, y_val, g_val, val.groups) if x_val is not None else None,  # type: ignore[union-attr]
-            **method.report(train.groups),
-            cost_mean=float(cost_sum.sum() / cost_n.sum().clamp_min(1)) if wdro else None,
-            cost_by_group={name: float(s / max(float(c), 1.0)) for name, s, c in
-                           zip(train.groups, cost_sum.tolist(), cost_n.tolist())} if wdro else None,
-            seconds=round(time.perf_counter() - epoch_start, 3),
-        )
+        method.end_epoch(tally.touched, dist)
+        val_row = val_report(net, *val_tensors, val.groups) if val is not None else None  # type: ignore[misc]
+        row = tally.row(dist, epoch=epoch + 1, lr_end=lr_at(min((epoch + 1) * steps, total) - 1, total, cfg.lr),
+                        val=val_row, report=method.report(train.groups), groups=train.groups,
+                        spends_cost=method.spends_cost, started=epoch_start)
         history.append(row)
         if ckpt_path is not None and dist.rank == 0:
             save_checkpoint(ckpt_path, cfg, epoch + 1, net, opt, method, history)
@@ -174,6 +140,60 @@ def train_model(
     if out_dir is not None and dist.rank == 0:
         save_trained(result, out_dir, half=half)
     return result
+
+
+def _initial_model(model: nn.Module | None, cfg: TrainConfig, train: GroupDataset, *, copy_model: bool) -> nn.Module:
+    """The model to train: a new classifier initialised from the run's own generator (never torch's
+    process-wide one), or a deep copy of the given one (or the given one itself, ``copy_model=False``)."""
+    if model is None:
+        x = train.x
+        model = build_classifier(cfg, channels=x.shape[1], n_classes=len(train.classes), size=x.shape[-1])
+        return init_parameters(model, torch.Generator().manual_seed(cfg.seed))
+    return copy.deepcopy(model) if copy_model else model
+
+
+def _batch(idx: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, data) -> Batch:
+    """The examples ``idx`` of the training tensors ``data = (x, y, g)``, each mirrored with probability 1/2 (``cfg.flip``)."""
+    x_all, y_all, g_all = data
+    flip = (torch.rand(len(idx), generator=gen) < 0.5) if cfg.flip else torch.zeros(len(idx), dtype=torch.bool)
+    dev_idx, flip_d = idx.to(x_all.device), flip.to(x_all.device).view(-1, 1, 1, 1)
+    x = torch.where(flip_d, x_all[dev_idx].flip(-1), x_all[dev_idx])
+    return Batch(x, y_all[dev_idx], g_all[dev_idx], idx, flip)
+
+
+class _Tally:
+    """What one epoch adds up on this rank: the loss, correct predictions, images, the cost spent per group."""
+
+    def __init__(self, n: int, n_groups: int) -> None:
+        self.touched = torch.zeros(n, dtype=torch.bool)  # the examples this rank trained on
+        self.loss = self.correct = self.n = 0.0
+        self.cost_sum = torch.zeros(n_groups, dtype=torch.float64)
+        self.cost_n = torch.zeros(n_groups, dtype=torch.float64)
+
+    def add(self, batch: Batch, stats) -> None:
+        self.touched[batch.idx] = True
+        b = float(len(batch.idx))
+        self.loss += float(stats.loss) * b
+        self.correct += float((stats.logits.argmax(1) == batch.y).sum())
+        self.n += b
+        if stats.cost is not None:
+            g, k = batch.g.cpu(), len(self.cost_sum)
+            self.cost_sum += torch.zeros(k, dtype=torch.float64).index_add(0, g, stats.cost.double().cpu())
+            self.cost_n += torch.bincount(g, minlength=k).double()
+
+    def row(self, dist: Dist, *, epoch: int, lr_end: float, val, report: dict, groups, spends_cost: bool,
+            started: float) -> EpochStats:
+        """The epoch's :class:`EpochStats`, summed over every rank."""
+        totals = dist.sum(torch.tensor([self.loss, self.correct, self.n], dtype=torch.float64))
+        cost_sum, cost_n = dist.sum(self.cost_sum), dist.sum(self.cost_n)
+        return EpochStats(
+            epoch=epoch, loss=float(totals[0] / totals[2]), train_acc=float(totals[1] / totals[2]), lr_end=lr_end,
+            val=val, **report,
+            cost_mean=float(cost_sum.sum() / cost_n.sum().clamp_min(1)) if spends_cost else None,
+            cost_by_group={name: float(s / max(float(c), 1.0)) for name, s, c in
+                           zip(groups, cost_sum.tolist(), cost_n.tolist())} if spends_cost else None,
+            seconds=round(time.perf_counter() - started, 3),
+        )
 
 
 def run_seed(*parts: int) -> int:
