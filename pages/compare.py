@@ -34,7 +34,7 @@ COST = MEASURES[DEFAULT_COST]  # W-DRO's transport cost here: the project's defa
 WDRO_NAME = f"W-DRO ({COST.label})"
 
 st.title("SSIM-shaped vs L-inf perturbations")
-st.caption(f"PGD-L-inf at a chosen radius, and {WDRO_NAME} with its DRO budget tuned until it fools the same "
+st.caption(f"PGD-L-inf at a chosen radius, and {WDRO_NAME} at the DRO budget at which it fools the same "
            "fraction of images (matched damage). Both attack the same correctly classified test images.")
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "assets" / "benchmark" / "heldout" / "fmnist-cnn-a"
