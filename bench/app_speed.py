@@ -63,6 +63,10 @@ def results_rendered(page, images: int = 4, charts: int = 1) -> None:
     page.wait_for_function(DRAWN_CHARTS, arg=charts, timeout=TIMEOUT)
 
 
+def idle(page) -> None:
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
+
+
 def explorer(page, url: str, model: str | None = None, steps: int | None = None):
     """Open the explorer in a fresh session, pick the model and steps; return the Run button."""
     page.goto(f"{url}/explorer")
@@ -78,7 +82,7 @@ def explorer(page, url: str, model: str | None = None, steps: int | None = None)
         box.fill(str(steps))
         box.press("Enter")
         page.wait_for_timeout(500)  # let the rerun start, then wait for it to end below
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
+    idle(page)
     return run
 
 
@@ -88,10 +92,6 @@ def time_run(page, url: str, model: str | None = None, steps: int | None = None)
     run.click()
     results_rendered(page)
     return time.perf_counter() - start
-
-
-def idle(page) -> None:
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
 
 
 def time_compare(page, url: str, n: int) -> tuple[float, float, float]:

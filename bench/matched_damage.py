@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from core.attacks import ALMA, DDN, PGDL2, WDRO, Attack, AttackResult, PerCAL, PGDLinf
-from core.compare import correctly_classified, match_success
+from core.compare import cheapest_fooled, correctly_classified, match_success
 from core.evaluation import predict
 from core.measures import DEFAULT_COST, Measure, available_measures, evaluate_measures, get_measure
 
@@ -195,12 +195,7 @@ def run_minimal_attack(entry: Entry, model, x, y, targets, seed: int, log) -> li
 
 def keep_exactly(result: AttackResult, target: float) -> torch.Tensor:
     """(N,) bool: the ``ceil(target * N)`` fooled images of lowest own cost (all fooled ones if fewer)."""
-    n = result.success.numel()
-    k = math.ceil(target * n - 1e-9)
-    order = torch.where(result.success, result.cost, torch.inf).argsort(stable=True)
-    kept = torch.zeros(n, dtype=torch.bool)
-    kept[order[: min(k, int(result.success.sum()))]] = True
-    return kept
+    return cheapest_fooled(result, math.ceil(target * result.success.numel() - 1e-9))
 
 
 def judge(outcome: Outcome, judges: list[str]) -> None:

@@ -35,7 +35,7 @@ from torch import nn
 
 from core.attacks import WDRO, Attack, AttackResult, PGDLinf
 from core.attacks.base import Perturbation
-from core.attacks.minimal import BestAdversarial
+from core.attacks.minimal import BestAdversarial, is_adversarial
 from core.measures import DEFAULT_COST, evaluate_measures
 from core.validation import check_images, check_labels
 
@@ -158,9 +158,7 @@ class CheapestFlips(WDRO):
         log_gamma = torch.full((x.shape[0],), math.log(self.gamma), device=x.device, dtype=x.dtype)
         out = self._ascend(x, y, target, generator, cost_fn, log_gamma, online=True)
         with torch.no_grad():  # the last update was never scored
-            logits = self.model(out.x_adv)
-            fooled = logits.argmax(1) == target if target is not None else logits.argmax(1) != y
-            best.update(out.x_adv, cost_fn(out.x_adv), fooled)
+            best.update(out.x_adv, cost_fn(out.x_adv), is_adversarial(self.model(out.x_adv), y, target))
         self._best = None
         return Perturbation(x_adv=best.x_adv, steps=out.steps, gamma=out.gamma, nonfinite_steps=out.nonfinite_steps)
 
@@ -177,10 +175,15 @@ def keep_cheapest(flips: AttackResult, k: int, *, clean: dict[str, torch.Tensor]
     Fewer than ``k`` when fewer were fooled. ``clean`` is ``evaluate_measures(x, x)``, passed
     to derive the measures per image without recomputing them (computed when missing).
     """
-    order = torch.where(flips.success, flips.cost, torch.inf).argsort(stable=True)
-    kept = torch.zeros_like(flips.success)
-    kept[order[: min(int(k), int(flips.success.sum()))]] = True
-    return _select(flips, kept, clean)
+    return _select(flips, cheapest_fooled(flips, k), clean)
+
+
+def cheapest_fooled(result: AttackResult, k: int) -> torch.Tensor:
+    """(N,) bool: the ``k`` fooled images of lowest own cost (all the fooled ones if fewer; ties by index)."""
+    order = torch.where(result.success, result.cost, torch.inf).argsort(stable=True)
+    kept = torch.zeros_like(result.success)
+    kept[order[: min(int(k), int(result.success.sum()))]] = True
+    return kept
 
 
 def keep_within(flips: AttackResult, budget: float, *, clean: dict[str, torch.Tensor] | None = None) -> AttackResult:
