@@ -1,11 +1,12 @@
-"""Regenerate the bundled fairness demo under assets/fairness (see core.fairness_demo for the files and schema).
+"""Regenerate the bundled fairness demo under assets/fairness (see core.services.fairness_demo for the files and schema).
 
     python -m bench.make_fairness_demo [--from DIR] [--n-attacked 2000] [--device cuda]
 
-Trains ERM and W-DRO-SSIM on fmnist-groups (seed 0, 6 epochs, 12,000 images; the full
-Fashion-MNIST must be installed: Debian's ``dataset-fashion-mnist`` or torchvision's
-download), or copies them from a ``bench.fairness_benchmark --save-dir DIR`` run with
-the same configs, then evaluates both clean and under W-DRO-SSIM and PGD-L-inf.
+Trains ERM, W-DRO (the default cost, budget 0.03) and Group DRO on fmnist-groups under the
+fair protocol (seed 0, the same 18 epochs, 12,000 images; the full Fashion-MNIST must be
+installed: Debian's ``dataset-fashion-mnist`` or torchvision's download), or copies them
+from a ``bench.fairness_benchmark --save-dir DIR`` run with the same configs, then
+evaluates each clean and under W-DRO and PGD-L-inf.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import torch
 
 from core.device import default_device
-from core.fairness_demo import DEMO_DIR, make_demo
+from core.services.fairness_demo import DEMO_DIR, make_demo
 
 
 def main() -> None:

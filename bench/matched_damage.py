@@ -10,7 +10,7 @@ measures, including measures it did not optimise.
 Matching, the same rule for every attack:
 
 * **Budget attacks** (FGSM, PGD-L-inf, PGD-L2, W-DRO): a log-bisection of the budget
-  (``core.compare.match_success``), first on a 200-image subset to find the bracket, then
+  (``core.services.compare.match_success``), first on a 200-image subset to find the bracket, then
   ``--rounds`` runs on all images, keeping the smallest budget that reaches the target.
 * **Minimal attacks** (DDN, ALMA-SSIM, PerC-AL): one run without a budget; the budget that
   reaches the target is the target-quantile of the per-image minimal distances (running them
@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from core.attacks import ALMA, DDN, PGDL2, WDRO, Attack, AttackResult, PerCAL, PGDLinf
-from core.compare import cheapest_fooled, correctly_classified, match_success
+from core.services.compare import cheapest_fooled, correctly_classified, match_success
 from core.evaluation import predict
 from core.measures import DEFAULT_COST, Measure, available_measures, evaluate_measures, get_measure
 

@@ -38,7 +38,7 @@ from torch import nn
 from core.attacks import ALMA, DDN, PerCAL
 from core.ciede2000 import ciede2000_distance
 from core.compat import torchvision  # noqa: F401  (adv_lib imports torchvision)
-from core.compare import correctly_classified
+from core.services.compare import correctly_classified
 from core.measures import get_measure
 
 NEEDS = "adv_lib is not installed: pip install --no-deps adv-lib==0.2.8 (for this check only)"

@@ -18,7 +18,7 @@ import time
 
 
 from core.attacks import WDRO
-from core.compare import correctly_classified
+from core.services.compare import correctly_classified
 from core.measures import DEFAULT_COST
 
 BASE = dict(steps=100, step_size=0.01, init_noise=1e-3, loss="ce", dual_aim=1.2)

@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "example's cost <= budget (pointwise), as WDRO(budget_mode=...)")
     fit.add_argument("--clean-weight", type=float, default=TrainConfig.clean_weight,
                      help="wdro: weight w of the clean loss in (1 - w) * worst-case + w * clean (default 0)")
+    fit.add_argument("--cvar", type=float, default=TrainConfig.cvar,
+                     help="wdro, this project's extension: train on the mean of the batch's highest CVAR fraction "
+                          "of worst-case losses (default 1: all of them)")
     fit.add_argument("--naive-steps", type=int, default=TrainConfig.naive_steps, help="wdro-naive: steps per round")
     fit.add_argument("--naive-rounds", type=int, default=TrainConfig.naive_rounds,
                      help="wdro-naive: bisection rounds on log gamma per batch")
@@ -350,7 +353,7 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
             flip=not args.no_flip, seed=args.seed, width=args.width, metric=args.metric, budget=budget,
             gamma=args.gamma, inner_steps=args.inner_steps, step_size=args.step_size, naive_steps=args.naive_steps,
             naive_rounds=args.naive_rounds, eps=args.eps, pgd_steps=args.pgd_steps, group_step=args.group_step,
-            budget_mode=args.budget_mode, clean_weight=args.clean_weight,
+            budget_mode=args.budget_mode, clean_weight=args.clean_weight, cvar=args.cvar,
         )
         options = _data_options(args.data_option)
         train = load_group_dataset(args.dataset, "train", root=args.root, seed=args.seed, **options)

@@ -18,7 +18,7 @@ from PIL import Image
 from core.data import load_fashion_mnist
 from core.device import default_device, server_threads
 from core.imageio import tensor_to_image
-from core.jobs import Job, JobSlots
+from core.services.jobs import Job, JobSlots
 from core.models import MODELS, get_model_spec, load_model, state_dict_bytes
 from core.safepaths import DATA_ROOTS_VARIABLE, data_roots, resolve_inside, unpacked
 

@@ -13,11 +13,11 @@ import streamlit as st
 
 import torch
 
-from core.compare import (
+from core.services.compare import (
     PGD_EPS, Comparison, SweepPoint, compare_ssim_linf, correctly_classified, frontier_points, paired_difference, run_pgd,
 )
-from core.explore import perturbation_image, suggested_factor
-from core.figures import cost_histogram, frontier_figure, measure_distributions
+from core.services.explore import perturbation_image, suggested_factor
+from core.services.figures import cost_histogram, frontier_figure, measure_distributions
 from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS
 from pages.common import (

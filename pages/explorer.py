@@ -13,7 +13,7 @@ from PIL import Image
 
 from core.attacks import get_attack
 from core.attacks.options import DEFAULT_BUDGET, MINIMAL_CAP, TAKES_LOSS, TAKES_STEP_SIZE
-from core.explore import (
+from core.services.explore import (
     ATTACK_CHOICES,
     ATTACK_LABELS,
     AttackSettings,
@@ -24,7 +24,7 @@ from core.explore import (
     run_attack,
     suggested_factor,
 )
-from core.figures import heatmap_image, top_classes_figure
+from core.services.figures import heatmap_image, top_classes_figure
 from core.imageio import load_tensor, png_bytes
 from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS, get_model_spec, resolve_weights

@@ -1,9 +1,13 @@
-"""Shared fixtures: one torch thread, a fixed random seed, the CPU device, and a small trained classifier."""
+"""Shared fixtures: one torch thread, a fixed random seed, the CPU device, a small trained classifier; a fake CelebA folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 import torch.nn.functional as F
 from torch import nn
 
@@ -59,3 +63,41 @@ def trained():
         correct = model(x_test).argmax(1) == y_test
     assert correct.float().mean() > 0.75  # a real classifier, not noise
     return model, x_test[correct][:64], y_test[correct][:64]
+
+
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
+    "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
+    "High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose "
+    "Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat "
+    "Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
+).split()
+
+
+def write_fake_celeba(root: Path, n: int = 12, *, kaggle: bool = False) -> np.ndarray:
+    """Write a tiny CelebA in torchvision's layout (or Kaggle's); returns the (n, 40) attribute table."""
+    folder = root / "celeba"
+    images = folder / "img_align_celeba"
+    if kaggle:
+        images = images / "img_align_celeba"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    table = rng.choice([-1, 1], size=(n, len(CELEBA_ATTRIBUTES)))
+    names = [f"{i + 1:06d}.jpg" for i in range(n)]
+    for i, name in enumerate(names):
+        pixels = np.full((48, 40, 3), (20 * i) % 256, dtype=np.uint8)  # taller than wide, like CelebA's 218x178
+        Image.fromarray(pixels).save(images / name, quality=95)
+    partition = [i % 3 for i in range(n)]  # 0 train, 1 val, 2 test
+    if kaggle:
+        (folder / "list_attr_celeba.csv").write_text(
+            "image_id," + ",".join(CELEBA_ATTRIBUTES) + "\n"
+            + "".join(f"{name}," + ",".join(map(str, row)) + "\n" for name, row in zip(names, table))
+        )
+        (folder / "list_eval_partition.csv").write_text(
+            "image_id,partition\n" + "".join(f"{name},{p}\n" for name, p in zip(names, partition))
+        )
+    else:
+        rows = "".join(f"{name} " + " ".join(f"{v:2d}" for v in row) + "\n" for name, row in zip(names, table))
+        (folder / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(CELEBA_ATTRIBUTES) + " \n" + rows)
+        (folder / "list_eval_partition.txt").write_text("".join(f"{name} {p}\n" for name, p in zip(names, partition)))
+    return table

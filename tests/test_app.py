@@ -10,7 +10,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.compat import torchvision
-from core.explore import ATTACK_LABELS
+from core.services.explore import ATTACK_LABELS
 from core.models import MODELS, hub_weights_path, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,23 +224,37 @@ def test_method_page_has_the_formulation_and_references():
 
 
 def test_fairness_page_shows_the_demo_and_trains_a_copy(monkeypatch):
-    import core.fairness_demo
-    from core.fairness_demo import load_demo_evaluation
+    import core.services.fairness_demo
+    from core.services.fairness_demo import load_demo_evaluation, load_fairness_map, map_verdict
     from pages.fairness import demo_model
 
-    monkeypatch.setattr(core.fairness_demo, "TRAIN_NOW_ATTACKED", 64)  # what the page runs, on fewer images
+    monkeypatch.setattr(core.services.fairness_demo, "TRAIN_NOW_ATTACKED", 64)  # what the page runs, on fewer images
 
     evaluation = load_demo_evaluation()
     app = _page("fairness")
     assert not app.error
-    assert app.multiselect(key="keep.fair_models").value == ["ERM", "W-DRO-SSIM"]
+    assert app.multiselect(key="keep.fair_models").value == ["ERM", "W-DRO", "Group DRO"]
     shown = _metrics(app)
     erm = evaluation["models"]["erm"]["clean"]
     assert shown["ERM: worst-group accuracy"] == f"{erm['worst_group_accuracy']:.1%}"
-    assert len(app.get("plotly_chart")) == 3  # grouped bars, training curves, cost per group
+    assert len(app.get("plotly_chart")) == 4  # grouped bars, training curves, cost per group, the map
     table = app.dataframe[0].value
-    assert len(table) == 2 * 3  # two models, clean and two attacks
+    assert len(table) == 3 * 3  # three models, clean and two attacks
     assert set(table["worst group"]) <= set(evaluation["groups"])
+    # the headline and the map read the 3-seed protocol's numbers (assets/fairness/map.json), not fixed text
+    verdict = map_verdict(load_fairness_map())
+    captions = " ".join(c.value for c in app.caption)
+    assert f"W-DRO's worst-group accuracy is {verdict['inverted']['worst'][0]:+.1f}" in captions
+    assert ("target is not met" in captions) != verdict["inverted"]["helps"]
+    rows = app.dataframe[1].value
+    assert list(rows["minority rendering"]) == list(verdict)
+    assert list(rows["W-DRO worst group vs ERM"]) == [f"{v['worst'][0]:+.1f} ± {v['worst'][1] or 0:.1f}"
+                                                      for v in verdict.values()]
+    app.radio(key="keep.fair_selection").set_value("val-mean").run()
+    assert not app.exception
+    by_mean = map_verdict(load_fairness_map(), selection="val-mean")
+    assert list(app.dataframe[1].value["W-DRO mean vs ERM"]) == [f"{v['mean'][0]:+.1f} ± {v['mean'][1] or 0:.1f}"
+                                                                  for v in by_mean.values()]
 
     # train a W-DRO copy of the ERM demo model for one epoch on 1,000 images, in the background
     before = {k: v.clone() for k, v in demo_model("erm").state_dict().items()}
@@ -254,12 +268,12 @@ def test_fairness_page_shows_the_demo_and_trains_a_copy(monkeypatch):
     app.run()
     assert not app.exception and not app.error
     models = app.multiselect(key="keep.fair_models").value
-    assert len(models) == 3 and models[2].startswith("#1 W-DRO SSIM (padded) 0.03, 1 epoch")
-    entry = app.session_state["fair.trained"][models[2]]["entry"]
+    assert len(models) == 4 and models[3].startswith("#1 W-DRO SSIM (padded) 0.03, 1 epoch")
+    entry = app.session_state["fair.trained"][models[3]]["entry"]
     assert 0.0 <= entry["clean"]["worst_group_accuracy"] <= entry["clean"]["mean_accuracy"] <= 1.0
-    assert set(entry["under_attack"]) == {"wdro-ssim", "pgd-linf"} and all(u["n"] == 64 for u in entry["under_attack"].values())  # both attacks ran, on 64 images
+    assert set(entry["under_attack"]) == {"wdro", "pgd-linf"} and all(u["n"] == 64 for u in entry["under_attack"].values())  # both attacks ran, on 64 images
     assert entry["history"][0]["cost_mean"] > 0  # W-DRO spent transport budget
-    assert len(app.dataframe[0].value) == 3 * 3
+    assert len(app.dataframe[0].value) == 4 * 3  # three demo models and the new one
     after = demo_model("erm").state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the cached model was copied, not trained
 

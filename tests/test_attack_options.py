@@ -6,7 +6,7 @@ import torch
 from core.attacks import ALMA, DDN, FGSM, WDRO, PGDL2, PGDLinf
 from core.attacks.options import DEFAULT_BUDGET, DEFAULT_LOSS, AttackOptions
 from core.cli import build_parser
-from core.explore import AttackSettings
+from core.services.explore import AttackSettings
 from core.measures import DEFAULT_COST
 
 

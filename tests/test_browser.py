@@ -152,8 +152,8 @@ def test_every_page_in_a_real_browser(server, page):
 
     # fairness: the bundled demo before and after, then training in the background, cancelled
     go(page, "Fairness", page.get_by_role("heading", name="Group fairness before and after DRO training"))
-    expect(page.locator(".js-plotly-plot")).to_have_count(3, timeout=RENDER_TIMEOUT)  # bars, curves, cost
-    expect(page.get_by_test_id("stMetric").filter(has_text="W-DRO-SSIM: worst-group accuracy")).to_be_visible()
+    expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=RENDER_TIMEOUT)  # bars, curves, cost, map
+    expect(page.get_by_test_id("stMetric").filter(has_text="W-DRO: worst-group accuracy")).to_be_visible()
     no_exception(page)
     shot(page, "fairness")
     page.get_by_text("Train a model now").click()

@@ -1,4 +1,4 @@
-"""core.compare: matched damage on a batch (the one-pass W-DRO solver, the budget search, the paired interval)."""
+"""core.services.compare: matched damage on a batch (the one-pass W-DRO solver, the budget search, the paired interval)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.attacks import WDRO, PGDLinf
-from core.compare import CheapestFlips, compare_ssim_linf, correctly_classified, keep_cheapest, match_success
+from core.services.compare import CheapestFlips, compare_ssim_linf, correctly_classified, keep_cheapest, match_success
 from core.data import load_fashion_mnist
 from core.measures import evaluate_measures
 from core.models import load_model
@@ -104,7 +104,7 @@ def test_one_pass_worst_case_is_no_costlier_than_the_budget_search(bundled, batc
 
 
 def test_paired_difference_of_success_rates_has_an_honest_interval():
-    from core.compare import paired_difference
+    from core.services.compare import paired_difference
 
     a = torch.tensor([True] * 34 + [False] * 66)
     b = torch.tensor([True] * 30 + [False] * 4 + [True] * 8 + [False] * 58)  # 38 % against 34 %

@@ -1,11 +1,11 @@
-"""core.explore: one attacked image, as the explorer page shows it."""
+"""core.services.explore: one attacked image, as the explorer page shows it."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from core.explore import (
+from core.services.explore import (
     AttackSettings,
     gallery,
     gallery_for,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.cli import main
-from core.fairness_demo import DEMO_DIR, load_demo, load_demo_evaluation, make_demo
+from core.services.fairness_demo import DEMO_DIR, load_demo, load_demo_evaluation, make_demo
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def test_make_demo_writes_the_documented_schema(demo):
     assert evaluation == load_demo_evaluation(folder)
     assert evaluation["groups"] == ["standard", "inverted"] and evaluation["n_attacked"] == 24
     assert evaluation["n_clean"] == 500  # the bundled test split
-    for name in ("erm", "wdro-ssim"):
+    for name in ("erm", "wdro", "group-dro"):
         entry = evaluation["models"][name]
         clean = entry["clean"]
         assert set(clean["by_group"]) == {"standard", "inverted"}
@@ -32,7 +32,7 @@ def test_make_demo_writes_the_documented_schema(demo):
         assert clean["gap"] == pytest.approx(max(accs) - min(accs))
         lo, hi = clean["ci"]["gap"]
         assert lo <= clean["gap"] <= hi
-        for attack in ("wdro-ssim", "pgd-linf"):
+        for attack in ("wdro", "pgd-linf"):
             r = entry["under_attack"][attack]
             for group in ("standard", "inverted"):  # robust accuracy never exceeds clean accuracy
                 assert r["robust"]["by_group"][group]["accuracy"] <= r["clean"]["by_group"][group]["accuracy"]
@@ -40,7 +40,8 @@ def test_make_demo_writes_the_documented_schema(demo):
         assert not (folder / name / "checkpoint.pt").exists()
         assert (folder / name / "model.pt").stat().st_size < 500_000  # float16, width 16
     assert evaluation["models"]["erm"]["transport_cost_by_group"] is None
-    cost = evaluation["models"]["wdro-ssim"]["transport_cost_by_group"]
+    assert evaluation["models"]["group-dro"]["transport_cost_by_group"] is None
+    cost = evaluation["models"]["wdro"]["transport_cost_by_group"]
     assert set(cost) == {"standard", "inverted"} and all(v > 0 for v in cost.values())
 
 
@@ -62,7 +63,7 @@ def test_load_demo_reproduces_the_clean_accuracy(demo):
 def test_bundled_demo_files_load():
     if not (DEMO_DIR / "evaluation.json").is_file():
         pytest.skip("assets/fairness not generated in this checkout")
-    for name in ("erm", "wdro-ssim"):
+    for name in ("erm", "wdro", "group-dro"):
         model, entry = load_demo(name)
         assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
         assert 0 <= entry["clean"]["worst_group_accuracy"] <= entry["clean"]["mean_accuracy"] <= 1

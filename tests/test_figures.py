@@ -1,4 +1,4 @@
-"""core.figures: the plotly figures and images of the pages."""
+"""core.services.figures: the plotly figures and images of the pages."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 
 
 def test_frontier_spreads_scores_that_crowd_near_one_on_a_log_axis():
-    from core.compare import SweepPoint
-    from core.figures import frontier_figure
+    from core.services.compare import SweepPoint
+    from core.services.figures import frontier_figure
 
     wdro = [SweepPoint("wdro", d, s, {"ssim-padded": q, "gmsd": g})
             for d, s, q, g in ((1e-3, 0.2, 0.999, 0.001), (1e-2, 0.9, 0.99, 0.01))]
@@ -20,7 +20,7 @@ def test_frontier_spreads_scores_that_crowd_near_one_on_a_log_axis():
 
 
 def test_heatmap_image_has_the_map_own_pixel_grid():
-    from core.figures import heatmap_image
+    from core.services.figures import heatmap_image
 
     values = torch.zeros(30, 28)
     values[3, 5] = 2.0  # clipped at vmax

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CELEBA_ATTRIBUTES
+from conftest import write_fake_celeba as _fake_celeba
 from PIL import Image
 
 from core.data import (
@@ -23,13 +25,6 @@ from core.data import (
 from core.data import fashion_mnist as datasets
 from core.data.groups import BAD_FRACTION, BAD_SPLIT
 
-CELEBA_ATTRIBUTES = (
-    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
-    "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
-    "High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose "
-    "Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat "
-    "Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
-).split()
 HAS_FULL_FMNIST = any(s.has("train") for s in datasets.fashion_mnist_sources() if s.name != "bundled")
 
 
@@ -51,7 +46,9 @@ def test_registry():
     assert GROUP_DATASETS["celeba"].options() == ("target", "group", "grouping", "size", "max_images")
     with pytest.raises(ValueError, match="unknown group dataset 'nope'; expected one of: fmnist-groups, celeba, csv"):
         load_group_dataset("nope", "train")
-    with pytest.raises(ValueError, match="fmnist-groups: unexpected option\\(s\\) 'minority'"):
+    with pytest.raises(ValueError, match="fmnist-groups: unexpected option\\(s\\) 'minority_share'"):
+        load_group_dataset("fmnist-groups", "train", minority_share=0.1)
+    with pytest.raises(ValueError, match="minority: expected one of inverted, fog, blur, noise, got 0.1"):
         load_group_dataset("fmnist-groups", "train", minority=0.1)
     with pytest.raises(ValueError, match=re.escape(BAD_SPLIT.format(split="valid"))):
         load_group_dataset("fmnist-groups", "valid")
@@ -174,35 +171,6 @@ def test_fmnist_groups_full_data():
 
 
 # --------------------------------------------------------------------------- celeba
-
-
-def _fake_celeba(root: Path, n: int = 12, *, kaggle: bool = False) -> np.ndarray:
-    """Write a tiny CelebA in torchvision's layout (or Kaggle's); returns the (n, 40) attribute table."""
-    folder = root / "celeba"
-    images = folder / "img_align_celeba"
-    if kaggle:
-        images = images / "img_align_celeba"
-    images.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    table = rng.choice([-1, 1], size=(n, len(CELEBA_ATTRIBUTES)))
-    names = [f"{i + 1:06d}.jpg" for i in range(n)]
-    for i, name in enumerate(names):
-        pixels = np.full((48, 40, 3), 20 * i, dtype=np.uint8)  # taller than wide, like CelebA's 218x178
-        Image.fromarray(pixels).save(images / name, quality=95)
-    partition = [i % 3 for i in range(n)]  # 0 train, 1 val, 2 test
-    if kaggle:
-        (folder / "list_attr_celeba.csv").write_text(
-            "image_id," + ",".join(CELEBA_ATTRIBUTES) + "\n"
-            + "".join(f"{name}," + ",".join(map(str, row)) + "\n" for name, row in zip(names, table))
-        )
-        (folder / "list_eval_partition.csv").write_text(
-            "image_id,partition\n" + "".join(f"{name},{p}\n" for name, p in zip(names, partition))
-        )
-    else:
-        rows = "".join(f"{name} " + " ".join(f"{v:2d}" for v in row) + "\n" for name, row in zip(names, table))
-        (folder / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(CELEBA_ATTRIBUTES) + " \n" + rows)
-        (folder / "list_eval_partition.txt").write_text("".join(f"{name} {p}\n" for name, p in zip(names, partition)))
-    return table
 
 
 def test_celeba_folder_layout(tmp_path):

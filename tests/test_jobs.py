@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from core.jobs import Job
+from core.services.jobs import Job
 
 
 def test_job_reports_progress_and_returns_its_result():
@@ -53,7 +53,7 @@ def test_cancel_is_seen_by_the_work_and_errors_reach_the_caller():
 
 
 def test_job_slots_bound_concurrent_jobs_and_come_back_however_the_work_ends():
-    from core.jobs import BUSY, JobSlots, JobsBusy
+    from core.services.jobs import BUSY, JobSlots, JobsBusy
 
     slots = JobSlots(2)
     release = threading.Event()

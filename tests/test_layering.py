@@ -76,3 +76,16 @@ def test_importing_cli_and_attacks_does_not_load_streamlit():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "False\n"
+
+
+def test_the_library_never_imports_the_app_services():
+    """core.services (explore, compare, figures, the fairness demo, jobs) sits on top of the library, not under it."""
+    library = [p for p in CORE.rglob("*.py") if "services" not in p.relative_to(CORE).parts]
+    assert CORE / "training" / "loop.py" in library and len(library) >= 30
+    offenders = []
+    for path in library:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.startswith("core.services")]
+    assert offenders == []

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from skimage import data as skdata
 
 from core.compat import piq
-from core.explore import measure_support
+from core.services.explore import measure_support
 from core.measures import (
     MEASURES,
     PSNR_EPS,

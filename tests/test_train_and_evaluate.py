@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.fairness_demo import train_and_evaluate
+from core.services.fairness_demo import train_and_evaluate
 from core.training import TrainConfig, build_classifier
 
 BUNDLED = {"source": "bundled"}  # 1,200 / 300 / 500 images: the same split on every machine
@@ -35,7 +35,7 @@ def test_fine_tunes_a_copy_and_evaluates_it(frozen):
     clean = entry["clean"]
     assert clean["worst_group_accuracy"] == min(g["accuracy"] for g in clean["by_group"].values())
     assert sum(g["n"] for g in clean["by_group"].values()) == 500  # the whole bundled test split
-    for attack in ("wdro-ssim", "pgd-linf"):
+    for attack in ("wdro", "pgd-linf"):
         robust = entry["under_attack"][attack]["robust"]
         assert robust["mean_accuracy"] <= clean["mean_accuracy"] + 1e-12
         assert sum(g["n"] for g in robust["by_group"].values()) == 64
@@ -61,7 +61,7 @@ def test_cancelled_after_some_steps_keeps_the_partial_model():
     assert entry["under_attack"] == {}  # shown at once: no attacks after a cancel
     # on a seeded sample of the test split, not all of it: Cancel answers at once
     assert entry["clean_images"] == 200 == sum(g["n"] for g in entry["clean"]["by_group"].values())
-    from core.fairness_demo import attacked_subset
+    from core.services.fairness_demo import attacked_subset
     from core.data import load_group_dataset
 
     x, y, _ = load_group_dataset("fmnist-groups", "test", source="bundled").tensors()
@@ -83,5 +83,5 @@ def test_a_cancelled_run_can_be_evaluated_in_full():
     assert out is not None
     _, entry = out
     assert entry["cancelled"] is True and entry["clean_images"] == 500  # the whole bundled test split
-    assert set(entry["under_attack"]) == {"wdro-ssim", "pgd-linf"}  # and both attacks
+    assert set(entry["under_attack"]) == {"wdro", "pgd-linf"}  # and both attacks
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -25,7 +26,45 @@ from core.data.splits import (
 from core.validation import check_positive_int
 
 FMNIST_GROUPS: tuple[str, ...] = ("standard", "inverted")
-"""Group names of ``"fmnist-groups"``: group 1 is shown with inverted contrast (255 - pixel)."""
+"""Group names of ``"fmnist-groups"`` (the default rendering): group 1 is shown with inverted contrast (255 - pixel)."""
+
+BLUR_KERNEL = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0  # 5x5 binomial, sums to 1
+NOISE_SD = 0.2  # of the "noise" rendering, on the [0, 1] scale
+FOG = (0.45, 0.45)  # the "fog" rendering: 0.45 x + 0.45 on the [0, 1] scale
+
+
+def _inverted(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return 255 - x
+
+
+def _fog(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    scale, offset = FOG
+    return np.rint(scale * x.astype(np.float64) + offset * 255).astype(np.uint8)
+
+
+def _blur(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    v = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (2, 2), (2, 2)))  # zero padding: the background is black
+    h, w = x.shape[-2:]
+    out = sum(BLUR_KERNEL[i, j] * v[..., i : i + h, j : j + w] for i in range(5) for j in range(5))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _noise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    noisy = x.astype(np.float64) + rng.normal(0.0, NOISE_SD * 255, size=x.shape)  # fixed per image: drawn once
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+RENDERINGS: dict[str, tuple[Callable[[np.ndarray, np.random.Generator], np.ndarray], str]] = {
+    "inverted": (_inverted, "shown with inverted contrast (dark garment on a white background)"),
+    "fog": (_fog, f"shown in fog, {FOG[0]} x + {FOG[1]} (low contrast on a grey background)"),
+    "blur": (_blur, "blurred by a 5x5 binomial filter"),
+    "noise": (_noise, f"with Gaussian noise of sd {NOISE_SD} drawn once per image"),
+}
+"""How the minority group of ``"fmnist-groups"`` is rendered (``minority=``): name -> (function on uint8
+(N, 1, 28, 28) images, description). ``"inverted"`` is the default; the others are the graded renderings
+of the fairness map (docs/fairness-training.md)."""
+
+BAD_RENDERING = "minority: expected one of {known}, got {value!r}"
 
 BUNDLED_SPLIT_SIZES: dict[str, int] = {"train": 1200, "val": 300, "test": 500}
 """Split sizes of ``"fmnist-groups"`` when only the bundled 2,000-image subset is available
@@ -62,6 +101,7 @@ def load_fmnist_groups(
     n_train: int = 12_000,
     n_val: int = 2_000,
     n_test: int | None = None,
+    minority: str = "inverted",
 ) -> GroupDataset:
     """Fashion-MNIST with an under-represented, visibly different group: inverted contrast.
 
@@ -111,6 +151,8 @@ def load_fmnist_groups(
         n_train: Training images (at most 60,000 minus ``n_val``).
         n_val: Validation images, carved from the training split.
         n_test: Test images; ``None`` for all 10,000.
+        minority: How group 1 is rendered, a key of :data:`RENDERINGS`: ``"inverted"`` (the
+            default), ``"fog"``, ``"blur"`` or ``"noise"``; the group is named after it.
 
     Returns:
         The split; images are uint8 (N, 1, 28, 28), groups :data:`FMNIST_GROUPS`.
@@ -119,6 +161,8 @@ def load_fmnist_groups(
         ValueError: Bad split, fraction or size, or the data cannot be read.
     """
     check_split(split)
+    if minority not in RENDERINGS:
+        raise ValueError(BAD_RENDERING.format(known=", ".join(RENDERINGS), value=minority))
     check_fraction("minority_fraction", minority_fraction)
     check_fraction("eval_minority_fraction", eval_minority_fraction)
     for count_name, count in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
@@ -148,11 +192,11 @@ def load_fmnist_groups(
     x = np.asarray(images)[index][:, None, :, :].copy()  # (N, 1, 28, 28) uint8
     y = np.asarray(labels, dtype=np.int64)[index].copy()
     g = assign_per_class(y, fraction, seeded_rng(seed, f"groups-{split}"))
-    x[g == 1] = 255 - x[g == 1]
+    render, how = RENDERINGS[minority]
+    x[g == 1] = render(x[g == 1], seeded_rng(seed, f"render-{split}"))
     description = (
         f"Fashion-MNIST ({origin}), {split} split: {len(y)} images, "
-        f"{int((g == 1).sum())} ({(g == 1).mean():.1%}) shown with inverted contrast "
-        "(dark garment on a white background) as the 'inverted' group, drawn per class so the "
+        f"{int((g == 1).sum())} ({(g == 1).mean():.1%}) {how} as the {minority!r} group, drawn per class so the "
         "group says nothing about the class."
     )
     return GroupDataset(
@@ -162,7 +206,7 @@ def load_fmnist_groups(
         y=y,
         g=g,
         classes=FASHION_MNIST_CLASSES,
-        groups=FMNIST_GROUPS,
+        groups=("standard", minority),
         description=description,
         source=origin,
     )

@@ -64,6 +64,8 @@ class TrainConfig:
     # online gamma) or "pointwise" (every example's cost <= budget: ascent on the loss alone, then each example
     # shrunk onto its own budget; no gamma)
     clean_weight: float = 0.0  # fast W-DRO: train on (1 - w) * worst-case loss + w * clean loss (one more pass)
+    cvar: float = 1.0  # fast W-DRO, this project's extension (not the paper's): train on the mean of the batch's
+    # highest cvar-fraction of worst-case losses (CVaR of the W-DRO worst case; label-free); 1.0: the plain mean
     # --- naive W-DRO (the reference: core.attacks.WDRO with dual="bisection")
     naive_steps: int = 25  # ascent steps per bisection round
     naive_rounds: int = 8  # bisection rounds on log gamma per batch (budget form)
@@ -100,6 +102,11 @@ class TrainConfig:
                                               value=self.budget_mode))
         if not (isinstance(self.clean_weight, (int, float)) and 0 <= self.clean_weight < 1):
             raise ValueError(BAD_VALUE.format(name="clean_weight", expected="a number in [0, 1)", value=self.clean_weight))
+        if not (isinstance(self.cvar, (int, float)) and 0 < self.cvar <= 1):
+            raise ValueError(BAD_VALUE.format(name="cvar", expected="a number in (0, 1]", value=self.cvar))
+        if self.cvar != 1.0 and (self.method != "wdro" or self.clean_weight):
+            raise ValueError(BAD_VALUE.format(name="cvar", expected="1.0 unless method='wdro' without clean_weight",
+                                              value=self.cvar))
         if self.clean_weight and self.method != "wdro":
             raise ValueError(BAD_VALUE.format(name="clean_weight", expected="0 unless method='wdro'", value=self.clean_weight))
 
@@ -159,6 +166,8 @@ class EpochStats:
         q: Group DRO: {group name: weight}.
         cost_mean: W-DRO: mean transport cost spent per example.
         cost_by_group: W-DRO: {group name: mean transport cost spent per example}.
+        loss_by_group: {group name: mean cross-entropy on the points trained on (adversarial for
+            W-DRO and PGD-AT)}, before each step's update (as ``loss``).
     """
 
     epoch: int
@@ -171,9 +180,10 @@ class EpochStats:
     q: dict[str, float] | None = None
     cost_mean: float | None = None
     cost_by_group: dict[str, float] | None = None
+    loss_by_group: dict[str, float] | None = None
 
     _ORDER: ClassVar[tuple[str, ...]] = ("epoch", "loss", "train_acc", "lr_end", "val", "gamma", "q", "cost_mean",
-                                         "cost_by_group", "seconds")  # the keys of train.json's rows, in order
+                                         "cost_by_group", "loss_by_group", "seconds")  # the keys of train.json's rows, in order
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON row: every field that is set."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core.data import GroupDataset
@@ -169,6 +170,8 @@ class _Tally:
         self.loss = self.correct = self.n = 0.0
         self.cost_sum = torch.zeros(n_groups, dtype=torch.float64)
         self.cost_n = torch.zeros(n_groups, dtype=torch.float64)
+        self.loss_sum = torch.zeros(n_groups, dtype=torch.float64)  # cross-entropy on the trained points, per group
+        self.group_n = torch.zeros(n_groups, dtype=torch.float64)
 
     def add(self, batch: Batch, stats) -> None:
         self.touched[batch.idx] = True
@@ -176,8 +179,11 @@ class _Tally:
         self.loss += float(stats.loss) * b
         self.correct += float((stats.logits.argmax(1) == batch.y).sum())
         self.n += b
+        g, k = batch.g.cpu(), len(self.loss_sum)
+        losses = F.cross_entropy(stats.logits.float(), batch.y, reduction="none").double().cpu()
+        self.loss_sum += torch.zeros(k, dtype=torch.float64).index_add(0, g, losses)
+        self.group_n += torch.bincount(g, minlength=k).double()
         if stats.cost is not None:
-            g, k = batch.g.cpu(), len(self.cost_sum)
             self.cost_sum += torch.zeros(k, dtype=torch.float64).index_add(0, g, stats.cost.double().cpu())
             self.cost_n += torch.bincount(g, minlength=k).double()
 
@@ -186,9 +192,12 @@ class _Tally:
         """The epoch's :class:`EpochStats`, summed over every rank."""
         totals = dist.sum(torch.tensor([self.loss, self.correct, self.n], dtype=torch.float64))
         cost_sum, cost_n = dist.sum(self.cost_sum), dist.sum(self.cost_n)
+        loss_sum, group_n = dist.sum(self.loss_sum), dist.sum(self.group_n)
         return EpochStats(
             epoch=epoch, loss=float(totals[0] / totals[2]), train_acc=float(totals[1] / totals[2]), lr_end=lr_end,
             val=val, **report,
+            loss_by_group={name: float(s / max(float(c), 1.0)) for name, s, c in
+                           zip(groups, loss_sum.tolist(), group_n.tolist())},
             cost_mean=float(cost_sum.sum() / cost_n.sum().clamp_min(1)) if spends_cost else None,
             cost_by_group={name: float(s / max(float(c), 1.0)) for name, s, c in
                            zip(groups, cost_sum.tolist(), cost_n.tolist())} if spends_cost else None,

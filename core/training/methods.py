@@ -220,15 +220,28 @@ class FastWDRO(Method):
         ctx.opt.zero_grad(set_to_none=True)
         # One backward pass: weight gradient of the mean loss and input gradient of the
         # penalised objective (the cost term does not depend on the weights).
-        penalty = self.gamma * self.cost_fn(x_train).sum() / len(y) if self.cost_fn is not None else 0.0
+        if cfg.cvar < 1.0:
+            objective = self.cvar_objective(logits, y, x_train)
+        else:
+            penalty = self.gamma * self.cost_fn(x_train).sum() / len(y) if self.cost_fn is not None else 0.0
+            objective = loss - penalty
         w = cfg.clean_weight
-        objective = loss - penalty
         if w:  # mixed: the clean term adds nothing to the input gradient at x_train, only scales it
             objective = (1 - w) * objective + w * F.cross_entropy(ctx.train_net(x), y)
         objective.backward()
         self.store_free_step(batch, x_train, x_train.grad)
         ctx.opt.step()
         return StepStats(loss.detach(), logits.detach(), extra, cost)
+
+    def cvar_objective(self, logits: torch.Tensor, y: torch.Tensor, x_train: torch.Tensor) -> torch.Tensor:
+        """CVaR of the worst-case losses: ``sum_i w_i (l_i - gamma c_i)`` with ``w_i = 1 / k`` on the batch's ``k =
+        ceil(cvar * B)`` highest losses and 0 elsewhere (weights held fixed). Its weight gradient is the CVaR's;
+        its input gradient is each kept example's own ascent direction (the others keep their point)."""
+        losses = F.cross_entropy(logits, y, reduction="none")
+        k = max(1, math.ceil(self.cfg.cvar * len(y)))
+        weights = torch.zeros_like(losses).scatter(0, losses.detach().topk(k).indices, 1.0 / k)
+        cost = self.cost_fn(x_train) if self.cost_fn is not None else torch.zeros_like(losses)
+        return (weights * (losses - self.gamma * cost)).sum()
 
     def inner(self, batch: Batch, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Warm-started ascent: ``inner_steps`` steps on ``l - gamma d``, then the dual update."""

@@ -1,21 +1,24 @@
-"""The bundled fairness demo: an ERM and a W-DRO-SSIM classifier on fmnist-groups, evaluated ahead of time.
+"""The bundled fairness demo: ERM, W-DRO and Group DRO classifiers on fmnist-groups, evaluated ahead of time.
 
 The app shows "before / after" instantly and offline from these files::
 
     assets/fairness/erm/model.pt         float16 state dict of Normalized(SmallCNN(width=16)), ~440 KB
     assets/fairness/erm/train.json       the training run (core.training's train.json: config, curves)
-    assets/fairness/wdro-ssim/model.pt
-    assets/fairness/wdro-ssim/train.json
+    assets/fairness/wdro/...             the same for W-DRO (default cost, budget 0.03)
+    assets/fairness/group-dro/...        and for Group DRO (reads group labels: the reference)
     assets/fairness/evaluation.json      the evaluation below
+    assets/fairness/map.json             the 3-seed fair protocol on four minority renderings
+                                         (python -m bench.fairness_benchmark --report DIR --asset ...)
 
-Regenerate them (about 5 CPU minutes; the models are the first seed of the benchmark)::
+Regenerate them (about 8 CPU minutes; the models are seed 0 of the benchmark's inverted rendering)::
 
-    python -m bench.make_fairness_demo                 # trains both, then evaluates
+    python -m bench.make_fairness_demo                 # trains all three, then evaluates
     python -m bench.make_fairness_demo --from DIR      # reuse runs of bench.fairness_benchmark --save-dir DIR
 
-Both models are trained by :func:`core.training.train_model` with
-``TrainConfig(method="erm")`` and ``TrainConfig(method="wdro", metric="ssim", budget=0.03)``
-(6 epochs, 12,000 training images, seed 0); the W-DRO model never saw a group label.
+The models are trained by :func:`core.training.train_model` under the fair protocol
+(:mod:`core.training.protocol`): the same :data:`EPOCHS` epochs for all three, the epochs
+after which ERM's validation mean accuracy stopped improving; 12,000 training images,
+seed 0, last epoch (no model selection). ERM and W-DRO never saw a group label.
 
 ``evaluation.json`` schema (all accuracies in [0, 1]; ``gap`` = best minus worst group)::
 
@@ -25,12 +28,12 @@ Both models are trained by :func:`core.training.train_model` with
       "groups": ["standard", "inverted"],
       "n_clean": 10000,                 # test images of the clean evaluation
       "n_attacked": 2000,               # seeded random subset attacked (both attacks, both models)
-      "attacks": {"wdro-ssim": {"metric": "ssim", "budget": 0.03, "steps": 100},
+      "attacks": {"wdro": {"metric": "ssim-padded", "budget": 0.03, "steps": 100},
                   "pgd-linf": {"eps": 0.1, "steps": 10}},
       "command": "python -m bench.make_fairness_demo",
       "models": {
-        "<name>": {                     # "erm", "wdro-ssim"
-          "label": "ERM" | "W-DRO-SSIM",
+        "<name>": {                     # "erm", "wdro", "group-dro"
+          "label": "ERM" | "W-DRO" | "Group DRO",
           "path": "erm",                # folder under assets/fairness
           "config": {...},              # TrainConfig as a dict
           "history": [{"epoch", "loss", "train_acc", "seconds", "val": {"mean_accuracy",
@@ -38,7 +41,7 @@ Both models are trained by :func:`core.training.train_model` with
                        W-DRO only: "gamma", "cost_mean", "cost_by_group": {group: cost}}, ...],
           "transport_cost_by_group": {group: mean cost per example} | null,   # last epoch, W-DRO only
           "clean": FairnessReport,      # on n_clean images
-          "under_attack": {"wdro-ssim": RobustFairness, "pgd-linf": RobustFairness}
+          "under_attack": {"wdro": RobustFairness, "pgd-linf": RobustFairness}
         }
       }
     }
@@ -53,10 +56,10 @@ groups) and ``RobustFairness`` (:meth:`core.fairness.RobustFairness.to_dict`) is
 
 Example::
 
-    from core.fairness_demo import load_demo, load_demo_evaluation
+    from core.services.fairness_demo import load_demo, load_demo_evaluation
 
-    model, entry = load_demo("wdro-ssim")     # model in eval mode; entry = evaluation["models"]["wdro-ssim"]
-    entry["clean"]["worst_group_accuracy"], entry["under_attack"]["wdro-ssim"]["robust"]["gap"]
+    model, entry = load_demo("wdro")          # model in eval mode; entry = evaluation["models"]["wdro"]
+    entry["clean"]["worst_group_accuracy"], entry["under_attack"]["wdro"]["robust"]["gap"]
 """
 
 from __future__ import annotations
@@ -77,16 +80,20 @@ from core.attacks import WDRO, PGDLinf
 from core.data import GroupDataset, bundled_notice, load_group_dataset
 from core.evaluation import predict, robust_fairness
 from core.fairness import fairness_report
+from core.measures import DEFAULT_COST
 from core.training import INFO_FILE, MODEL_FILE, TrainConfig, TrainProgress, load_trained, train_model
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "fairness"
+DEMO_DIR = Path(__file__).resolve().parents[2] / "assets" / "fairness"
 EVALUATION_FILE = "evaluation.json"
+MAP_FILE = "map.json"
+EPOCHS = 18  # the fair protocol's epochs on the inverted rendering (bench.fairness_benchmark: ERM stops improving)
 DEMO_MODELS: dict[str, tuple[str, TrainConfig]] = {
-    "erm": ("ERM", TrainConfig(method="erm")),
-    "wdro-ssim": ("W-DRO-SSIM", TrainConfig(method="wdro", metric="ssim", budget=0.03)),
+    "erm": ("ERM", TrainConfig(method="erm", epochs=EPOCHS)),
+    "wdro": ("W-DRO", TrainConfig(method="wdro", budget=0.03, epochs=EPOCHS)),
+    "group-dro": ("Group DRO", TrainConfig(method="group-dro", epochs=EPOCHS)),
 }
 TRAIN_NOW_ATTACKED = 500  # test images each attack runs on after a "train now" run (tests shrink it)
-ATTACKS = {"wdro-ssim": {"metric": "ssim", "budget": 0.03, "steps": 100}, "pgd-linf": {"eps": 0.1, "steps": 10}}
+ATTACKS = {"wdro": {"metric": DEFAULT_COST, "budget": 0.03, "steps": 100}, "pgd-linf": {"eps": 0.1, "steps": 10}}
 NO_DEMO = "no bundled fairness demo {name!r} under {folder}: regenerate it with `python -m bench.make_fairness_demo`"
 UNKNOWN = "unknown demo model {name!r}; expected one of: {known}"
 
@@ -99,10 +106,33 @@ def load_demo_evaluation(folder: str | os.PathLike[str] = DEMO_DIR) -> dict[str,
     return json.loads(path.read_text())
 
 
+def load_fairness_map(folder: str | os.PathLike[str] = DEMO_DIR) -> dict[str, Any] | None:
+    """The fair protocol's summary over the minority renderings (``map.json``), or ``None`` when it is absent."""
+    path = Path(folder) / MAP_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+TARGET_WORST, TARGET_MEAN_LOSS, TARGET_FLOOR = 5.0, 1.0, -1.0  # issue targets, points against ERM
+
+
+def map_verdict(summary: dict[str, Any], method: str = "W-DRO", *, selection: str = "last") -> dict[str, dict]:
+    """Per rendering of the fairness map: ``method``'s worst-group and mean accuracy minus ERM's (paired by seed,
+    mean and 95% half-width, points) and whether it meets the target: at least +5 worst-group points losing at
+    most 1 mean point (``helps``), and never more than 1 worst-group point below ERM (``harms`` when it is)."""
+    out = {}
+    for name, entry in summary["renderings"].items():
+        vs = entry["methods"][method]["vs_erm"][selection]
+        worst, mean = vs["worst_group_accuracy"], vs["mean_accuracy"]
+        out[name] = {"distance": entry["distance"], "worst": worst, "mean": mean,
+                     "helps": worst[0] >= TARGET_WORST and mean[0] >= -TARGET_MEAN_LOSS,
+                     "harms": worst[0] < TARGET_FLOOR, "epochs": entry["epochs"], "seeds": len(entry["seeds"])}
+    return out
+
+
 def load_demo(
     name: str, *, device: torch.device | str = "cpu", folder: str | os.PathLike[str] = DEMO_DIR
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """A bundled demo model (``"erm"`` or ``"wdro-ssim"``) in eval mode, and its entry of ``evaluation.json``.
+    """A bundled demo model (``"erm"``, ``"wdro"`` or ``"group-dro"``) in eval mode, and its entry of ``evaluation.json``.
 
     Raises:
         ValueError: Unknown name, or the files are missing (the message says how to regenerate them).
@@ -150,8 +180,8 @@ def evaluate_model(
     pred = predict(model, xc)
     clean = fairness_report(pred.cpu(), yc.cpu(), gc.cpu(), test.groups, bootstrap=bootstrap, seed=0)
     attacks = {
-        "wdro-ssim": WDRO(model, metric="ssim", budget=ATTACKS["wdro-ssim"]["budget"],
-                          steps=ATTACKS["wdro-ssim"]["steps"]),
+        "wdro": WDRO(model, metric=ATTACKS["wdro"]["metric"], budget=ATTACKS["wdro"]["budget"],
+                     steps=ATTACKS["wdro"]["steps"]),
         "pgd-linf": PGDLinf(model, eps=ATTACKS["pgd-linf"]["eps"], steps=ATTACKS["pgd-linf"]["steps"]),
     }
     under = {}
@@ -268,13 +298,12 @@ def make_demo(
     epochs: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train (or copy from ``from_dir``) both demo models, evaluate them, write the files; return the evaluation.
+    """Train (or copy from ``from_dir``) the demo models, evaluate them, write the files; return the evaluation.
 
     Args:
         out_dir: Where the demo files go.
-        from_dir: A ``--save-dir`` of :mod:`bench.fairness_benchmark` holding ``erm/`` and
-            ``wdro-ssim/`` runs with the same configs (their curves then lack validation
-            accuracy: the benchmark trains without a validation set); ``None`` trains here.
+        from_dir: A ``--save-dir`` of :mod:`bench.fairness_benchmark` holding ``erm/``, ``wdro/``
+            and ``group-dro/`` runs with the same configs; ``None`` trains here.
         n_attacked: Test images attacked (a seeded random subset).
         device: Where to train and evaluate.
         data_options: Options of ``load_group_dataset("fmnist-groups", ...)`` (tests use the bundled subset).
@@ -317,6 +346,6 @@ def make_demo(
 
 
 __all__ = [
-    "ATTACKS", "DEMO_DIR", "DEMO_MODELS", "attacked_subset", "evaluate_model", "load_demo", "load_demo_evaluation",
-    "make_demo",
+    "ATTACKS", "DEMO_DIR", "DEMO_MODELS", "EPOCHS", "attacked_subset", "evaluate_model", "load_demo",
+    "load_demo_evaluation", "load_fairness_map", "make_demo", "map_verdict",
 ]

@@ -1,6 +1,6 @@
 """Plotly figures of attacks, comparisons and group fairness (used by the app and by the benchmark scripts).
 
-Each function takes plain results from :mod:`core.explore` or :mod:`core.compare`
+Each function takes plain results from :mod:`core.services.explore` or :mod:`core.services.compare`
 and returns a ``plotly.graph_objects.Figure``; nothing here draws on screen.
 """
 
@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
-from core.compare import SweepPoint
+from core.services.compare import SweepPoint
 from core.measures import MEASURES
 
 BEFORE, AFTER = "#4C78A8", "#E45756"
@@ -142,9 +142,9 @@ def cost_histogram(cost: torch.Tensor, budget: float, *, label: str = "1 - SSIM"
 
 # ------------------------------------------------------------------------------------------ fairness
 # ``entries`` below map a model's display name to its entry of the fairness demo's
-# evaluation (schema in core.fairness_demo): "clean", "under_attack", "history".
+# evaluation (schema in core.services.fairness_demo): "clean", "under_attack", "history".
 
-CONDITIONS = {"clean": "clean", "wdro-ssim": "under W-DRO-SSIM", "pgd-linf": "under PGD-L-inf"}
+CONDITIONS = {"clean": "clean", "wdro": "under W-DRO (padded SSIM)", "pgd-linf": "under PGD-L-inf"}
 MODEL_COLOURS = ("#4C78A8", "#54A24B", "#F58518", "#B279A2", "#E45756", "#9D755D", "#72B7B2")
 
 
@@ -199,10 +199,10 @@ def training_curves(entries: Mapping[str, Mapping]) -> go.Figure:
     return fig
 
 
-def cost_by_group(entries: Mapping[str, Mapping], groups: Sequence[str], *, attack: str = "wdro-ssim") -> go.Figure:
+def cost_by_group(entries: Mapping[str, Mapping], groups: Sequence[str], *, attack: str = "wdro") -> go.Figure:
     """Where the worst-case distribution spends its transport budget: mean cost per example of each group.
 
-    Left: the W-DRO-SSIM attack on each trained model (test images); right: during W-DRO
+    Left: the W-DRO attack on each trained model (test images); right: during W-DRO
     training (last epoch), for the models trained with W-DRO.
     """
     from plotly.subplots import make_subplots
@@ -223,6 +223,44 @@ def cost_by_group(entries: Mapping[str, Mapping], groups: Sequence[str], *, atta
                                  showlegend=not attacked, marker_color=colour), row=1, col=2)
     fig.update_yaxes(title="mean cost per example (1 - SSIM)", row=1, col=1)
     fig.update_layout(barmode="group", height=340, legend=dict(orientation="h", y=-0.15), **_LAYOUT)
+    return fig
+
+
+def fairness_map(summary: Mapping, *, selection: str = "last") -> go.Figure:
+    """Where perceptual DRO helps and where it cannot: each method's accuracy minus ERM's, per minority rendering.
+
+    ``summary`` is the fairness map (``assets/fairness/map.json``, written by
+    ``python -m bench.fairness_benchmark --report DIR --asset ...``). The renderings are
+    ordered by their distance (mean transport cost between an image and its rendering);
+    bars are means over seeds of the paired difference to ERM with 95% t-intervals.
+    Left: worst-group accuracy; right: mean accuracy (points).
+    """
+    from plotly.subplots import make_subplots
+
+    renderings = sorted(summary["renderings"].items(), key=lambda item: item[1]["distance"] or 0.0)
+    labels = [f"{name} ({entry['distance']:.2f})" if entry["distance"] is not None else name
+              for name, entry in renderings]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["worst-group accuracy minus ERM's (points)",
+                                                        "mean accuracy minus ERM's (points)"])
+    methods = list(dict.fromkeys(m for _, entry in renderings for m in entry["methods"] if m != "ERM"))
+    for i, method in enumerate(methods):
+        colour = MODEL_COLOURS[(i + 1) % len(MODEL_COLOURS)]
+        label = method + (" (group labels)" if method in summary.get("labels_used", ()) else "")
+        for col, key in ((1, "worst_group_accuracy"), (2, "mean_accuracy")):
+            pairs = [entry["methods"].get(method, {}).get("vs_erm", {}).get(selection, {}).get(key, (None, None))
+                     for _, entry in renderings]
+            seeds = [len(entry["methods"].get(method, {}).get("seeds", ())) for _, entry in renderings]
+            fig.add_trace(go.Bar(x=labels, y=[p[0] for p in pairs], name=label, legendgroup=method,
+                                 showlegend=col == 1, marker_color=colour,
+                                 customdata=seeds, hovertemplate="%{y:+.1f} points (%{customdata} seeds)",
+                                 error_y=dict(type="data", array=[p[1] or 0.0 for p in pairs], visible=True)),
+                          row=1, col=col)
+    for col in (1, 2):
+        fig.add_hline(y=0, line_color="#444", line_width=1, row=1, col=col)
+    fig.add_hline(y=5, line_dash="dot", line_color="#888", row=1, col=1, annotation_text="target +5",
+                  annotation_position="top left")
+    fig.update_xaxes(title="minority rendering (distance)")
+    fig.update_layout(barmode="group", height=420, legend=dict(orientation="h", y=-0.3), **_LAYOUT)
     return fig
 
 
