@@ -314,9 +314,10 @@ def _measures(args: argparse.Namespace) -> int:
 def _train_bundled(args: argparse.Namespace, device: torch.device) -> int:
     from dataclasses import replace
 
-    from core.zoo import CONFIGS, ZooConfig, train_bundled
+    from core.training import TrainConfig
+    from core.zoo import BUNDLED_DATASET, CONFIGS, train_bundled
 
-    cfg = CONFIGS.get(args.model, ZooConfig())
+    cfg = CONFIGS.get(args.model, TrainConfig(dataset=BUNDLED_DATASET))
     cfg = cfg if args.epochs is None else replace(cfg, epochs=args.epochs)
     card = train_bundled(args.model, cfg=cfg, device=device, progress=lambda m: print(m, flush=True))
     print(json.dumps(card, indent=2))
