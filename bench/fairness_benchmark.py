@@ -287,10 +287,10 @@ def run_mechanism(args) -> None:
             with torch.no_grad():
                 clean = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
                 worst = torch.nn.functional.cross_entropy(model(result.x_adv), y, reduction="none")
-            cells = []
             moved = (result.x_adv - x).flatten(1).norm(dim=1)  # L2 size of the perturbation, in pixels
-            for values in (result.cost, moved, clean, worst, (worst - clean) / result.cost.clamp_min(1e-12)):
-                cells.append(" / ".join(f"{float(values[g == k].mean()):.3g}" for k in range(len(groups))))
+            means = [[float(v[g == k].mean()) for k in range(len(groups))] for v in (result.cost, moved, clean, worst)]
+            gained = [(w - c) / max(d, 1e-12) for d, c, w in zip(means[0], means[2], means[3])]  # ratio of the means
+            cells = [" / ".join(f"{v:.3g}" for v in row) for row in (*means, gained)]
             print(f"| {model_name} | {label} | " + " | ".join(cells) + " |", flush=True)
 
 
@@ -306,11 +306,12 @@ def run_speed(args) -> dict:
         per_epoch = [h.seconds for h in result.history]
         row = scores(result.model, test, bootstrap=0)
         row.update(seconds_per_epoch=statistics.mean(per_epoch), epochs=per_epoch,
-                   cost_mean=result.history[-1].cost_mean)
+                   cost_mean=result.history[-1].cost_mean, cost_by_group=result.history[-1].cost_by_group)
         out[method] = row
+        by_group = " / ".join(f"{v:.4f}" for v in row["cost_by_group"].values())
         print(f"{method:<11} {row['seconds_per_epoch']:7.2f} s/epoch  worst-group {row['worst_group_accuracy']:.4f}  "
-              f"mean {row['mean_accuracy']:.4f}  gap {row['gap']:.4f}  last-epoch cost {row['cost_mean']:.4f}",
-              flush=True)
+              f"mean {row['mean_accuracy']:.4f}  gap {row['gap']:.4f}  last-epoch cost {row['cost_mean']:.4f} "
+              f"({' / '.join(row['cost_by_group'])}: {by_group})", flush=True)
     ratio = out["wdro-naive"]["seconds_per_epoch"] / out["wdro"]["seconds_per_epoch"]
     diff = 100 * (out["wdro"]["worst_group_accuracy"] - out["wdro-naive"]["worst_group_accuracy"])
     print(f"fast is {ratio:.1f}x faster per epoch; worst-group accuracy fast - naive = {diff:+.1f} points "

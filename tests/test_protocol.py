@@ -216,3 +216,21 @@ def test_report_pairs_seeds_and_the_verdict_reads_the_target(tmp_path, capsys):
     bars = [trace for trace in fig.data if trace.name == "W-DRO"]
     assert list(bars[0].y) == pytest.approx([6.0, -2.0])  # equal distances: the map's order
     assert "| W-DRO | val-worst |" in capsys.readouterr().out
+
+
+def test_the_bundled_map_is_the_report_of_the_bundled_runs(tmp_path, monkeypatch, capsys):
+    """assets/fairness/map.json (the page's map and verdict) is what --report makes of the committed runs."""
+    from bench import fairness_benchmark
+    from core.services.fairness_demo import DEMO_DIR
+
+    runs = DEMO_DIR / "protocol"
+    assert len(list(runs.glob("*-seed*-*.json"))) >= 24  # 4 renderings x (ERM, W-DRO, Group DRO) x >= 2 seeds
+    monkeypatch.setattr(sys, "argv", ["fairness_benchmark", "--report", str(runs), "--asset", str(tmp_path / "m.json")])
+    fairness_benchmark.main()
+    capsys.readouterr()
+    assert json.loads((tmp_path / "m.json").read_text()) == json.loads((DEMO_DIR / "map.json").read_text())
+    summary = json.loads((DEMO_DIR / "map.json").read_text())
+    assert set(summary["renderings"]) == {"inverted", "fog", "blur", "noise"}
+    for entry in summary["renderings"].values():
+        assert entry["epochs"] == 18 and 0 < entry["distance"]
+        assert len(entry["methods"]["W-DRO"]["seeds"]) >= 2

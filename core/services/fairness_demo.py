@@ -116,16 +116,21 @@ TARGET_WORST, TARGET_MEAN_LOSS, TARGET_FLOOR = 5.0, 1.0, -1.0  # issue targets, 
 
 
 def map_verdict(summary: dict[str, Any], method: str = "W-DRO", *, selection: str = "last") -> dict[str, dict]:
-    """Per rendering of the fairness map: ``method``'s worst-group and mean accuracy minus ERM's (paired by seed,
+    """Per rendering of the fairness map, by distance: ``method``'s worst-group and mean accuracy minus ERM's (paired by seed,
     mean and 95% half-width, points) and whether it meets the target: at least +5 worst-group points losing at
-    most 1 mean point (``helps``), and never more than 1 worst-group point below ERM (``harms`` when it is)."""
+    most 1 mean point (``helps``), and never more than 1 worst-group point below ERM (``harms`` when it is).
+    Renderings where ``method`` was not run are left out."""
     out = {}
-    for name, entry in summary["renderings"].items():
+    ordered = sorted(summary["renderings"].items(), key=lambda item: item[1]["distance"] or 0.0)  # as the map
+    for name, entry in ordered:
+        if "vs_erm" not in entry["methods"].get(method, {}):
+            continue  # not run (or no ERM to pair with) on this rendering
         vs = entry["methods"][method]["vs_erm"][selection]
         worst, mean = vs["worst_group_accuracy"], vs["mean_accuracy"]
         out[name] = {"distance": entry["distance"], "worst": worst, "mean": mean,
                      "helps": worst[0] >= TARGET_WORST and mean[0] >= -TARGET_MEAN_LOSS,
-                     "harms": worst[0] < TARGET_FLOOR, "epochs": entry["epochs"], "seeds": len(entry["seeds"])}
+                     "harms": worst[0] < TARGET_FLOOR, "epochs": entry["epochs"],
+                     "seeds": len(entry["methods"][method].get("seeds", entry["seeds"]))}
     return out
 
 

@@ -146,6 +146,8 @@ def cost_histogram(cost: torch.Tensor, budget: float, *, label: str = "1 - SSIM"
 
 CONDITIONS = {"clean": "clean", "wdro": "under W-DRO (padded SSIM)", "pgd-linf": "under PGD-L-inf"}
 MODEL_COLOURS = ("#4C78A8", "#54A24B", "#F58518", "#B279A2", "#E45756", "#9D755D", "#72B7B2")
+METHOD_COLOURS = {"ERM": MODEL_COLOURS[0], "W-DRO": MODEL_COLOURS[1], "Group DRO": MODEL_COLOURS[2],
+                  "W-DRO + CVaR 0.2": MODEL_COLOURS[3], "W-DRO 0.01": MODEL_COLOURS[6]}  # as the demo's bars
 
 
 def report_of(entry: Mapping, condition: str) -> Mapping:
@@ -240,11 +242,12 @@ def fairness_map(summary: Mapping, *, selection: str = "last") -> go.Figure:
     renderings = sorted(summary["renderings"].items(), key=lambda item: item[1]["distance"] or 0.0)
     labels = [f"{name} ({entry['distance']:.2f})" if entry["distance"] is not None else name
               for name, entry in renderings]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["worst-group accuracy minus ERM's (points)",
-                                                        "mean accuracy minus ERM's (points)"])
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["worst group minus ERM (points)",
+                                                        "mean accuracy minus ERM (points)"])
     methods = list(dict.fromkeys(m for _, entry in renderings for m in entry["methods"] if m != "ERM"))
+    methods.sort(key=lambda m: list(METHOD_COLOURS).index(m) if m in METHOD_COLOURS else len(METHOD_COLOURS))
     for i, method in enumerate(methods):
-        colour = MODEL_COLOURS[(i + 1) % len(MODEL_COLOURS)]
+        colour = METHOD_COLOURS.get(method, MODEL_COLOURS[(i + 4) % len(MODEL_COLOURS)])
         label = method + (" (group labels)" if method in summary.get("labels_used", ()) else "")
         for col, key in ((1, "worst_group_accuracy"), (2, "mean_accuracy")):
             pairs = [entry["methods"].get(method, {}).get("vs_erm", {}).get(selection, {}).get(key, (None, None))
@@ -260,7 +263,7 @@ def fairness_map(summary: Mapping, *, selection: str = "last") -> go.Figure:
     fig.add_hline(y=5, line_dash="dot", line_color="#888", row=1, col=1, annotation_text="target +5",
                   annotation_position="top left")
     fig.update_xaxes(title="minority rendering (distance)")
-    fig.update_layout(barmode="group", height=420, legend=dict(orientation="h", y=-0.3), **_LAYOUT)
+    fig.update_layout(barmode="group", height=440, legend=dict(orientation="h", y=-0.38), **_LAYOUT)
     return fig
 
 
