@@ -170,8 +170,9 @@ if chosen:
                       delta=f"{delta * 100:+.1f} points" if name != next(iter(chosen)) else None)
         on = f"{entry['clean_images']:,} clean test images" if entry.get("clean_images") else "clean test images"
         column.caption(f"gap {clean['gap'] * 100:.1f} points, mean {clean['mean_accuracy']:.1%} ({on})")
-    if dataset == DEFAULT and summary is not None and verdict_line(summary):
-        st.caption(verdict_line(summary))
+    headline = verdict_line(summary) if dataset == DEFAULT and summary is not None else ""
+    if headline:
+        st.caption(headline)
     st.plotly_chart(group_accuracy_bars(chosen, groups, conditions), width="stretch", key="fair.bars")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     attacks = "; ".join(f"{k}: " + ", ".join(f"{p} {v}" for p, v in a.items()) for k, a in ATTACKS.items())

@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -48,8 +49,6 @@ class SelectedRun:
 
     def model(self, selection: str) -> nn.Module:
         """A copy of the trained classifier with the weights ``selection`` picked, in eval mode."""
-        import copy
-
         net = copy.deepcopy(self.result.model)
         net.load_state_dict(self.selected[selection].state)
         return net.eval()
@@ -102,8 +101,7 @@ def choose_epochs(
     trace: list[dict[str, float]] = []
     chosen = candidates[0]
     for epochs in candidates:
-        result = train_model(None, train, cfg=TrainConfig.from_dict({**cfg.__dict__, "epochs": epochs}), val=val,
-                             device=device)
+        result = train_model(None, train, cfg=replace(cfg, epochs=epochs), val=val, device=device)
         val_row = result.history[-1].val or {}
         trace.append({"epochs": epochs, "val_mean": val_row["mean_accuracy"],
                       "val_worst": val_row["worst_group_accuracy"], "seconds": round(result.seconds, 1)})
