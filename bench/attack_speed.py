@@ -50,8 +50,8 @@ def main() -> None:
     floor = _median(args.repeats, lambda: _forward_backward(model, x, y, n=20)) / 20
     attacks = {"PGD-Linf": lambda steps: PGDLinf(model, eps=8 / 255, steps=steps)}
     for name in dict.fromkeys([*(args.measures or available_measures(x.shape)), DEFAULT_COST]):
-        attacks[f"W-DRO {name}"] = lambda steps, name=name: WDRO(model, metric=name, gamma=10.0, steps=steps)
-    attacks["W-DRO ssim (piq)"] = lambda steps: WDRO(model, metric=_PIQ_SSIM, gamma=10.0, steps=steps)
+        attacks[f"W-DRO {name}"] = lambda steps, name=name: WDRO(model, measure=name, gamma=10.0, steps=steps)
+    attacks["W-DRO ssim (piq)"] = lambda steps: WDRO(model, measure=_PIQ_SSIM, gamma=10.0, steps=steps)
 
     per_step = _per_step(attacks, x, y, args.repeats)
     pgd = per_step["PGD-Linf"]

@@ -63,12 +63,12 @@ LABELS_USED = {"Group DRO"}  # methods that read group labels in training
 SAVE = {"ERM": "erm", "W-DRO": "wdro", "Group DRO": "group-dro"}  # what --save-dir keeps: the demo's models
 ATTACK_BUDGET, ATTACK_STEPS, PGD_EPS, PGD_STEPS = 0.03, 50, 0.1, 10
 MECHANISM = {  # the worst case on a trained model under other costs and budgets: does any price the groups evenly?
-    "ssim-padded 0.03 (the default)": dict(metric="ssim-padded", budget=0.03),
-    "ssim-padded 0.01": dict(metric="ssim-padded", budget=0.01),
-    "ssim-padded 0.1": dict(metric="ssim-padded", budget=0.1),
-    "ssim (valid window) 0.03": dict(metric="ssim", budget=0.03),
-    "l2-squared 1.0": dict(metric="l2-squared", budget=1.0),
-    "ssim-padded 0.03 pointwise": dict(metric="ssim-padded", budget=0.03, budget_mode="pointwise"),
+    "ssim-padded 0.03 (the default)": dict(measure="ssim-padded", budget=0.03),
+    "ssim-padded 0.01": dict(measure="ssim-padded", budget=0.01),
+    "ssim-padded 0.1": dict(measure="ssim-padded", budget=0.1),
+    "ssim (valid window) 0.03": dict(measure="ssim", budget=0.03),
+    "l2-squared 1.0": dict(measure="l2-squared", budget=1.0),
+    "ssim-padded 0.03 pointwise": dict(measure="ssim-padded", budget=0.03, budget_mode="pointwise"),
 }
 
 
@@ -198,7 +198,7 @@ def report(args) -> dict:
     renderings.sort(key=lambda r: list(RENDERINGS).index(r) if r in RENDERINGS else len(RENDERINGS))
     summary: dict = {"renderings": {}, "selections": SELECTIONS, "labels_used": sorted(LABELS_USED),
                      "command": "python -m bench.fairness_benchmark", "attacks": {
-                         "wdro": {"metric": DEFAULT_COST, "budget": ATTACK_BUDGET, "steps": ATTACK_STEPS},
+                         "wdro": {"measure": DEFAULT_COST, "budget": ATTACK_BUDGET, "steps": ATTACK_STEPS},
                          "pgd-linf": {"eps": PGD_EPS, "steps": PGD_STEPS}}}
     for rendering in renderings:
         mine = [run for run in runs if run["rendering"] == rendering]

@@ -14,9 +14,9 @@ Matching, the same rule for every attack:
   ``--rounds`` runs on all images, keeping the smallest budget that reaches the target.
 * **Minimal attacks** (DDN, ALMA-SSIM, PerC-AL): one run without a budget; the budget that
   reaches the target is the target-quantile of the per-image minimal distances (running them
-  with that ``max_distance`` records the same images: their trajectory does not depend on it).
+  with that ``max_cost`` records the same images: their trajectory does not depend on it).
 * Then each attack keeps exactly ``ceil(target * n)`` fooled images, those with the lowest
-  cost in its own metric, and returns the others clean (an attacker who needs only that
+  cost in its own measure, and returns the others clean (an attacker who needs only that
   success rate would do the same). The judging measures are averaged over these fooled
   images: the same number of images for every attack.
 
@@ -90,8 +90,8 @@ class Outcome:
 
 def entries(steps: int, linf_cap: float, investigate: bool) -> list[Entry]:
     """The attacks: the main comparison, then (``investigate``) W-DRO variants for the Target's questions."""
-    wdro = dict(metric="ssim", steps=steps, loss="margin", kappa=0.0)
-    default = {**wdro, "metric": DEFAULT_COST}
+    wdro = dict(measure="ssim", steps=steps, loss="margin", kappa=0.0)
+    default = {**wdro, "measure": DEFAULT_COST}
     main = [
         Entry("pgd-linf", "linf", lambda m, e: PGDLinf(m, eps=e, steps=10), (1e-3, 1.0),
               note="10 steps, step 2.5 eps / 10, random start, CE (Madry et al.)"),
@@ -103,7 +103,7 @@ def entries(steps: int, linf_cap: float, investigate: bool) -> list[Entry]:
         Entry("ddn", "l2", lambda m, _: DDN(m, steps=steps), minimal=True, note=f"{steps} steps (Rony et al. 2019)"),
         Entry("alma-ssim", "ssim", lambda m, _: ALMA(m, steps=steps), minimal=True,
               note=f"{steps} steps, alpha 0.5, lr_init 0.1 (Rony et al. 2021; adv_lib's start)"),
-        Entry(f"alma-{DEFAULT_COST}", DEFAULT_COST, lambda m, _: ALMA(m, steps=steps, distance=DEFAULT_COST),
+        Entry(f"alma-{DEFAULT_COST}", DEFAULT_COST, lambda m, _: ALMA(m, steps=steps, measure=DEFAULT_COST),
               minimal=True, note="ALMA with W-DRO's default cost as its distance"),
         Entry("perc-al", "ciede2000", lambda m, _: PerCAL(m, steps=steps), minimal=True,
               note=f"{steps} steps (Zhao et al. 2020)"),
@@ -121,10 +121,10 @@ def entries(steps: int, linf_cap: float, investigate: bool) -> list[Entry]:
               lambda m, d: WDRO(m, budget=d, linf_cap=linf_cap, **wdro), (1e-5, 0.5),
               note=f"distributional, ||x' - x||_inf <= {linf_cap:g}"),
         Entry("wdro-ssim+haarpsi", "ssim+haarpsi",
-              lambda m, d: WDRO(m, budget=d, **{**wdro, "metric": mix}), (1e-5, 0.5),
+              lambda m, d: WDRO(m, budget=d, **{**wdro, "measure": mix}), (1e-5, 0.5),
               note="cost (1 - SSIM + 1 - HaarPSI) / 2"),
         Entry("wdro-padded+haarpsi", "padded+haarpsi",
-              lambda m, d: WDRO(m, budget=d, **{**wdro, "metric": padded_mix}), (1e-5, 0.5),
+              lambda m, d: WDRO(m, budget=d, **{**wdro, "measure": padded_mix}), (1e-5, 0.5),
               note="cost (1 - padded SSIM + 1 - HaarPSI) / 2"),
     ]
 

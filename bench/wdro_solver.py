@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.variants or VARIANTS:
             settings = {**BASE, **VARIANTS[name]}
             t0 = time.perf_counter()
-            result = WDRO(model, metric=DEFAULT_COST, budget=budget, **settings)(x, y, seed=0)
+            result = WDRO(model, measure=DEFAULT_COST, budget=budget, **settings)(x, y, seed=0)
             wall = time.perf_counter() - t0
             cost = result.cost
             share = float(cost[result.success].sum() / cost.sum().clamp_min(1e-12))

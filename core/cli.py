@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                      help="option of the data set loader, e.g. n_train=3000 (repeatable)")
     fit.add_argument("--method", required=True, choices=list(METHODS))
-    fit.add_argument("--metric", default=DEFAULT_COST, choices=list(MEASURES),
+    fit.add_argument("--measure", default=DEFAULT_COST, choices=list(MEASURES),
                      help=f"W-DRO transport cost (default {DEFAULT_COST})")
     fit_form = fit.add_mutually_exclusive_group()
     fit_form.add_argument("--budget", type=float, help=f"W-DRO budget form: mean cost delta (default {TrainConfig.budget})")
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_attack_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metric", default=DEFAULT_COST, choices=list(MEASURES),
+    parser.add_argument("--measure", default=DEFAULT_COST, choices=list(MEASURES),
                         help=f"transport cost of wdro (default {DEFAULT_COST})")
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--budget", type=float, help=f"wdro: DRO budget delta (default {DEFAULT_BUDGET})")
@@ -207,7 +207,7 @@ def _attack(args: argparse.Namespace, device: torch.device) -> int:
 
 def _build_attack(args: argparse.Namespace, model: torch.nn.Module) -> Attack:
     """The attack named by ``--attack`` with the options that apply to it (others are refused)."""
-    options = AttackOptions(attack=args.attack, metric=args.metric, budget=args.budget, gamma=args.gamma,
+    options = AttackOptions(attack=args.attack, measure=args.measure, budget=args.budget, gamma=args.gamma,
                             eps=args.eps, linf_cap=args.linf_cap, steps=args.steps, loss=args.loss)
     return options.build(model)
 
@@ -247,7 +247,7 @@ def _attack_report(result: AttackResult, labels: Sequence[str], **extra: str) ->
     return {
         **extra,
         "attack": result.attack,
-        "metric": result.metric,
+        "measure": result.measure,
         "success": bool(result.success[0]),
         "label": int(result.y[0]),
         "pred_clean": pred_clean,
@@ -268,7 +268,7 @@ def _format_attack(r: dict) -> str:
         f"{r['attack']} on {r['model']}: {'SUCCESS' if r['success'] else 'failed'}",
         f"  clean:    {r['class_clean']} ({r['prob_clean']:.3f})",
         f"  attacked: {r['class_adv']} ({r['prob_adv']:.3f})",
-        f"  cost ({r['metric']}): {r['cost']:.5g}" + (f", gamma {r['gamma']:.4g}" if r["gamma"] is not None else ""),
+        f"  cost ({r['measure']}): {r['cost']:.5g}" + (f", gamma {r['gamma']:.4g}" if r["gamma"] is not None else ""),
         "  measures: " + ", ".join(f"{MEASURES[k].label} {v:.4g}" for k, v in r["measures"].items()),
         f"  wrote {r['out']}",
     ]
@@ -351,7 +351,7 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
         budget = args.budget if args.budget is not None else (None if args.gamma is not None else TrainConfig.budget)
         cfg = TrainConfig(
             method=args.method, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            flip=not args.no_flip, seed=args.seed, width=args.width, metric=args.metric, budget=budget,
+            flip=not args.no_flip, seed=args.seed, width=args.width, measure=args.measure, budget=budget,
             gamma=args.gamma, inner_steps=args.inner_steps, step_size=args.step_size, naive_steps=args.naive_steps,
             naive_rounds=args.naive_rounds, eps=args.eps, pgd_steps=args.pgd_steps, group_step=args.group_step,
             budget_mode=args.budget_mode, clean_weight=args.clean_weight, cvar=args.cvar,
@@ -372,7 +372,7 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
             row = p.metrics
             line = f"epoch {p.epoch}/{p.epochs}: loss {row['loss']:.4f}, train acc {row['train_acc']:.4f}"
             if "val" in row:
-                by = ", ".join(f"{k} {v:.4f}" for k, v in row["val"]["by_group"].items())
+                by = ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in row["val"]["by_group"].items())
                 line += f", val {by} (worst {row['val']['worst_group_accuracy']:.4f})"
             if "cost_mean" in row:
                 line += f", cost {row['cost_mean']:.4g}"
@@ -460,20 +460,19 @@ def _fairness(args: argparse.Namespace, device: torch.device) -> int:
     names = list(data.groups)
     print(f"{'model':<40} " + " ".join(f"{n[:12]:>12}" for n in names) + f" {'mean':>7} {'worst':>7} {'gap':>7}")
     for r in rows:
-        print(f"{r['model'][-40:]:<40} " + " ".join(f"{r['by_group'][n]:>12.4f}" for n in names)
+        print(f"{r['model'][-40:]:<40} " + " ".join(f"{r['by_group'][n]['accuracy']:>12.4f}" for n in names)
               + f" {r['mean_accuracy']:>7.4f} {r['worst_group_accuracy']:>7.4f} {r['gap']:>7.4f}")
     return 0
 
 
 def _summary(report: dict) -> dict:
-    """The fields of a FairnessReport dict that the fairness command prints, ``by_group`` flattened to accuracy."""
+    """The fields of a FairnessReport dict that the fairness command prints."""
     return {
         "mean_accuracy": report["mean_accuracy"],
         "worst_group_accuracy": report["worst_group_accuracy"],
         "worst_group": report["worst_group"],
         "gap": report["gap"],
-        "by_group": {k: v["accuracy"] for k, v in report["by_group"].items()},
-        "n_by_group": {k: v["n"] for k, v in report["by_group"].items()},
+        "by_group": report["by_group"],
         "ci": report.get("ci", {}),
     }
 

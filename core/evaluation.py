@@ -135,7 +135,7 @@ class RobustFairness:
 
     Attributes:
         attack: Registry name of the attack.
-        metric: The measure the cost is in (``"ssim"`` for W-DRO, ``"linf"`` for PGD, ...).
+        measure: The measure the cost is in (``"ssim"`` for W-DRO, ``"linf"`` for PGD, ...).
         clean: Report of the clean predictions.
         robust: Report of the predictions under attack (an example counts as correct only
             when it is classified correctly both clean and attacked).
@@ -146,7 +146,7 @@ class RobustFairness:
     """
 
     attack: str
-    metric: str
+    measure: str
     clean: FairnessReport
     robust: FairnessReport
     mean_cost: dict[str, float]
@@ -157,7 +157,7 @@ class RobustFairness:
         """A JSON-ready dict."""
         return {
             "attack": self.attack,
-            "metric": self.metric,
+            "measure": self.measure,
             "clean": self.clean.to_dict(),
             "robust": self.robust.to_dict(),
             "mean_cost": dict(self.mean_cost),
@@ -266,7 +266,7 @@ def robust_fairness(
     total = float(spent.sum())
     return RobustFairness(
         attack=getattr(attack, "name", type(attack).__name__),
-        metric=str(getattr(attack, "metric", "")),
+        measure=str(getattr(attack, "measure", "")),
         clean=clean,
         robust=robust,
         mean_cost={name: float(s / c) for name, s, c in zip(names, spent, counts)},

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -97,6 +98,17 @@ class GroupAccuracy:
     worst_group_accuracy: float
     worst_group: int
     gap: float
+
+    def by_group(self, names: Sequence[str]) -> dict[str, dict[str, float | int]]:
+        """``{group name: {"accuracy": float, "n": int}}``, in group-label order: the one shape of
+        every ``by_group`` (fairness reports, robust fairness, validation rows, the command line)."""
+        return {name: {"accuracy": a, "n": n} for name, a, n in zip(names, self.accuracy, self.counts)}
+
+    def summary(self, names: Sequence[str]) -> dict[str, Any]:
+        """``mean_accuracy``, ``worst_group_accuracy``, ``worst_group`` (its name), ``gap`` and
+        :meth:`by_group`: a JSON-ready dict (``train.json``'s validation rows)."""
+        return {"mean_accuracy": self.mean_accuracy, "worst_group_accuracy": self.worst_group_accuracy,
+                "worst_group": names[self.worst_group], "gap": self.gap, "by_group": self.by_group(names)}
 
 
 def group_accuracy(pred: ArrayLike, y: ArrayLike, g: ArrayLike, num_groups: int | None = None) -> GroupAccuracy:
@@ -358,7 +370,7 @@ class FairnessReport:
     worst_group_accuracy: float
     worst_group: str
     gap: float
-    by_group: dict[str, dict[str, float]]
+    by_group: dict[str, dict[str, float | int]]
     binary: BinaryFairness | None
     ci: dict[str, tuple[float, float]]
     confidence: float
@@ -433,7 +445,7 @@ def fairness_report(
         worst_group_accuracy=acc.worst_group_accuracy,
         worst_group=names[acc.worst_group],
         gap=acc.gap,
-        by_group={name: {"accuracy": a, "n": n} for name, a, n in zip(names, acc.accuracy, acc.counts)},
+        by_group=acc.by_group(names),
         binary=metrics,
         ci=ci,
         confidence=float(confidence),

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from core.attacks import get_attack
-from core.attacks.options import DEFAULT_BUDGET, MINIMAL_CAP, TAKES_LOSS, TAKES_STEP_SIZE
+from core.attacks.options import DEFAULT_BUDGET, MINIMAL, TAKES_LOSS, TAKES_STEP_SIZE
 from core.services.explore import (
     ATTACK_CHOICES,
     ATTACK_LABELS,
@@ -130,17 +130,17 @@ with controls:
     costs = [m for m in valid if m != "linf"]
     settings = AttackSettings(attack=attack)
     if attack == "wdro":
-        metric = st.selectbox("Perceptual measure (transport cost)", costs, format_func=lambda m: MEASURES[m].label,
-                              key=keep(f"keep.metric.{spec.channels}x{spec.input_size}",
+        measure = st.selectbox("Perceptual measure (transport cost)", costs, format_func=lambda m: MEASURES[m].label,
+                              key=keep(f"keep.measure.{spec.channels}x{spec.input_size}",
                                        DEFAULT_COST if DEFAULT_COST in costs else costs[0]),
                               help="Only the measures valid at this model's input size and channels are listed.")
-        budget = st.select_slider(f"DRO budget delta (mean {MEASURES[metric].cost_formula})", BUDGETS,
-                                  key=keep(f"keep.budget.{metric}", DEFAULT_BUDGET), format_func=lambda v: f"{v:g}")
-        settings = replace(settings, metric=metric, budget=budget)
+        budget = st.select_slider(f"DRO budget delta (mean {MEASURES[measure].cost_formula})", BUDGETS,
+                                  key=keep(f"keep.budget.{measure}", DEFAULT_BUDGET), format_func=lambda v: f"{v:g}")
+        settings = replace(settings, measure=measure, budget=budget)
     elif attack == "pgd-l2":
         settings = replace(settings, eps=st.slider("L2 radius eps", 0.1, 5.0, step=0.1, key=keep("keep.eps_l2", 1.0)))
-    elif attack in MINIMAL_CAP:  # no budget: the smallest change that fools, in the attack's own distance
-        own = MEASURES[get_attack(attack).metric]
+    elif attack in MINIMAL:  # no budget: the smallest change that fools, in the attack's own distance
+        own = MEASURES[get_attack(attack).measure]
         cap = st.number_input(f"Largest {own.label} allowed (0: no cap)", 0.0, 1e4, format="%g",
                               key=keep(f"keep.cap.{attack}", 0.0),
                               help=f"A minimal attack looks for the fooling image closest in {own.label} "
@@ -156,7 +156,7 @@ with controls:
                                         key=keep("keep.gamma", 100.0), help="Larger gamma: a milder, cheaper-looking attack.")
                 settings = replace(settings, gamma=gamma, budget=None)  # the penalty form replaces the budget
         if attack != "fgsm":
-            default_steps = 100 if attack == "wdro" or attack in MINIMAL_CAP else 10
+            default_steps = 100 if attack == "wdro" or attack in MINIMAL else 10
             steps = st.number_input("Steps", 1, 1000, key=keep(f"keep.steps.{attack}", default_steps))
             settings = replace(settings, steps=int(steps))
         if attack in TAKES_STEP_SIZE:
@@ -213,10 +213,10 @@ with results:
     m3, m4 = st.columns(2)
     m1.metric("Attack succeeded", "yes" if out.success else "no")
     m2.metric("Prediction", out.pred_adv, delta=f"was {out.pred_clean}", delta_color="off")
-    spent = MEASURES[out.result.metric] if out.result.metric in MEASURES else None
+    spent = MEASURES[out.result.measure] if out.result.measure in MEASURES else None
     m3.metric("Cost spent", f"{float(out.result.cost[0]):.4g}",
               help=f"in the attack's own measure, {spent.label}: {spent.cost_formula}" if spent else None)
-    judge = "linf" if out.result.metric != "linf" else "ssim-padded"  # a measure the attack did not optimise
+    judge = "linf" if out.result.measure != "linf" else "ssim-padded"  # a measure the attack did not optimise
     value = out.measures.get(judge)
     judged = "n/a" if value is None else f"{value * 255:.1f}/255" if judge == "linf" else f"{value:.4f}"
     m4.metric(f"{MEASURES[judge].label} (not optimised)", judged)
@@ -246,7 +246,7 @@ with results:
         "measure": MEASURES[m].label,
         "score": v,
         "better": "higher" if MEASURES[m].higher_is_better else "lower",
-        "attack's cost": "yes" if m == out.result.metric else "",
+        "attack's cost": "yes" if m == out.result.measure else "",
     } for m, v in out.measures.items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=35 * (len(rows) + 1) + 3,  # no scroll
                  column_config={"score": st.column_config.NumberColumn(format="%.5g")})

@@ -229,10 +229,10 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
         if method == "wdro":
             valid, _ = measure_support((1, 1, 28, 28) if dataset == DEFAULT else (1, 3, 64, 64))
             costs = [m for m in valid if m != "linf"]
-            metric = f2.selectbox("Transport cost", costs, format_func=lambda m: MEASURES[m].label,
-                                  key=keep("keep.fair_metric", DEFAULT_COST if DEFAULT_COST in costs else costs[0]))
+            measure = f2.selectbox("Transport cost", costs, format_func=lambda m: MEASURES[m].label,
+                                  key=keep("keep.fair_measure", DEFAULT_COST if DEFAULT_COST in costs else costs[0]))
             budget = f3.select_slider("DRO budget delta", BUDGETS, key=keep("keep.fair_budget", 0.03))
-            cfg = replace(cfg, metric=metric, budget=float(budget))
+            cfg = replace(cfg, measure=measure, budget=float(budget))
         starts = ["scratch", *DEMO_MODELS] if dataset == DEFAULT and entries else ["scratch"]
         start = f3.selectbox("Start from", starts, key=keep("keep.fair_start"),
                              format_func=lambda s: "random weights" if s == "scratch" else f"a copy of {s}")
@@ -254,7 +254,7 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
             except ValueError as err:
                 show_error(err, what="Cannot start from that model")
             else:
-                label = METHODS[method].split(" (")[0] + (f" {MEASURES[cfg.metric].label} {cfg.budget:g}"
+                label = METHODS[method].split(" (")[0] + (f" {MEASURES[cfg.measure].label} {cfg.budget:g}"
                                                             if method == "wdro" else "")
                 work_device = device()
 

@@ -59,8 +59,8 @@ def test_explorer_runs_the_default_attack():
     app = _page("explorer")
     assert app.selectbox(key="keep.model").value == "fmnist-cnn"
     assert app.button(key="explore.run").disabled is False
-    metric_options = app.selectbox(key="keep.metric.1x28").options
-    assert "SSIM" in metric_options and "MS-SSIM" not in metric_options  # MS-SSIM needs 161 px
+    measure_options = app.selectbox(key="keep.measure.1x28").options
+    assert "SSIM" in measure_options and "MS-SSIM" not in measure_options  # MS-SSIM needs 161 px
     app.button(key="explore.run").click().run()
     assert not app.exception and not app.error
     shown = _metrics(app)
@@ -141,7 +141,7 @@ def test_explorer_offers_every_registered_attack_with_its_own_options():
 
 def test_explorer_wdro_options(monkeypatch):
     app = _page("explorer")
-    app.selectbox(key="keep.metric.1x28").set_value("haarpsi").run()
+    app.selectbox(key="keep.measure.1x28").set_value("haarpsi").run()
     app.select_slider(key="keep.budget.haarpsi").set_value(0.05).run()
     app.number_input(key="keep.steps.wdro").set_value(30).run()
     app.button(key="explore.run").click().run()
@@ -175,7 +175,7 @@ def test_explorer_runs_an_imagenet_model_from_the_hub_cache(offline_hub):
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)  # random weights, real file
     app = _page("explorer")
     app.selectbox(key="keep.model").set_value("resnet18").run()
-    options = app.selectbox(key="keep.metric.3x224").options
+    options = app.selectbox(key="keep.measure.3x224").options
     assert {"MS-SSIM", "FSIM", "VIF"} <= set(options)  # valid at 224 px RGB
     assert app.selectbox(key="keep.gallery.3").options[0] == "astronaut"
     app.selectbox(key="keep.attack").set_value("fgsm").run()

@@ -18,11 +18,11 @@ def model():
 def test_defaults_are_stated_once(model):
     attack = AttackOptions().build(model)
     assert isinstance(attack, WDRO)
-    assert (attack.metric, attack.budget, attack.gamma, attack.loss) == (DEFAULT_COST, DEFAULT_BUDGET, None, "margin")
+    assert (attack.measure, attack.budget, attack.gamma, attack.loss) == (DEFAULT_COST, DEFAULT_BUDGET, None, "margin")
     assert AttackSettings().build(model).budget == DEFAULT_BUDGET  # the app's settings are the same options
     parsed = build_parser().parse_args(["attack", "--model", "fmnist-cnn", "--image", "x.png", "--attack", "wdro",
                                         "--out", "y.png"])
-    assert (parsed.metric, parsed.budget, parsed.loss) == (DEFAULT_COST, None, DEFAULT_LOSS)  # None: the default
+    assert (parsed.measure, parsed.budget, parsed.loss) == (DEFAULT_COST, None, DEFAULT_LOSS)  # None: the default
 
 
 def test_each_attack_gets_the_options_it_takes(model):
@@ -36,8 +36,8 @@ def test_each_attack_gets_the_options_it_takes(model):
     assert (wdro.gamma, wdro.budget, wdro.linf_cap, wdro.kappa) == (5.0, None, 0.1, 2.0)
     assert isinstance(AttackOptions("pgd-l2", eps=0.5).build(model), PGDL2)
     ddn = AttackOptions("ddn", eps=0.5, steps=9).build(model)
-    assert isinstance(ddn, DDN) and ddn.max_norm == 0.5 and ddn.steps == 9
-    assert AttackOptions("alma-ssim").build(model).max_distance is None
+    assert isinstance(ddn, DDN) and ddn.max_cost == 0.5 and ddn.steps == 9
+    assert AttackOptions("alma-ssim").build(model).max_cost is None
     assert isinstance(AttackOptions("alma-ssim", loss="ce").build(model), ALMA)  # its own loss: the option is moot
 
 

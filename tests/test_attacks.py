@@ -19,7 +19,7 @@ GENEROUS = {
     "fgsm": dict(eps=0.25),
     "pgd-linf": dict(eps=0.15, steps=20),
     "pgd-l2": dict(eps=3.0, steps=20),
-    "wdro": dict(metric="ssim", budget=0.3, loss="margin", kappa=5.0),
+    "wdro": dict(measure="ssim", budget=0.3, loss="margin", kappa=5.0),
     # the minimal-perturbation baselines have no budget by default: they flip nearly everything
     "ddn": dict(steps=50),
     "alma-ssim": dict(steps=50),
@@ -29,10 +29,10 @@ MILD = {
     "fgsm": dict(eps=8 / 255),
     "pgd-linf": dict(eps=8 / 255, steps=5),
     "pgd-l2": dict(eps=0.5, steps=5),
-    "wdro": dict(metric="ssim", budget=0.02, steps=30),
-    "ddn": dict(steps=20, max_norm=0.5),
-    "alma-ssim": dict(steps=20, max_distance=0.01),
-    "perc-al": dict(steps=20, max_distance=20.0),
+    "wdro": dict(measure="ssim", budget=0.02, steps=30),
+    "ddn": dict(steps=20, max_cost=0.5),
+    "alma-ssim": dict(steps=20, max_cost=0.01),
+    "perc-al": dict(steps=20, max_cost=20.0),
 }
 
 
@@ -186,13 +186,13 @@ def test_wrm_known_answer_on_a_linear_model():
     w = (model.weight[1] - model.weight[0]).detach().view(1, 4, 4)
     gamma = 2.0
     expected = x + w / (2 * gamma)
-    result = WDRO(model, metric="l2-squared", gamma=gamma, steps=300, step_size=0.005, loss="margin", kappa=1e9)(x, y)
+    result = WDRO(model, measure="l2-squared", gamma=gamma, steps=300, step_size=0.005, loss="margin", kappa=1e9)(x, y)
     assert torch.allclose(result.x_adv, expected, atol=2e-4)
     assert torch.allclose(result.cost, torch.full((3,), float(w.pow(2).sum()) / (4 * gamma**2)), rtol=2e-3)
 
     delta = 0.002
     gamma_star = float(w.norm()) / (2 * math.sqrt(delta))
-    common = dict(metric="l2-squared", budget=delta, budget_mode="pointwise", steps=300, step_size=0.005,
+    common = dict(measure="l2-squared", budget=delta, budget_mode="pointwise", steps=300, step_size=0.005,
                   loss="margin", kappa=1e9)
     for dual in ("online", "bisection"):
         budget = WDRO(model, dual=dual, bisection_rounds=12, **common)(x, y)
@@ -221,7 +221,7 @@ def test_nan_guard_keeps_the_last_finite_iterate(trained):
     measure = Measure(name="nan-test", label="NaN test", cost_fn=nan_cost, score_fn=nan_cost,
                       higher_is_better=False, score_range=(0, 1), cost_formula="test", min_size=1)
     with pytest.warns(RuntimeWarning, match="NaN or infinite"):
-        result = WDRO(model, metric=measure, gamma=1.0, steps=40, step_size=0.01, loss="margin", kappa=10.0)(x, y)
+        result = WDRO(model, measure=measure, gamma=1.0, steps=40, step_size=0.01, loss="margin", kappa=10.0)(x, y)
     assert bool(torch.isfinite(result.x_adv).all())
     linf = (result.x_adv - x).flatten(1).abs().amax(1)
     assert float(linf[0]) <= 0.02
@@ -239,7 +239,7 @@ def test_every_measure_works_as_a_transport_cost():
         side = max(measure.min_size, 16)
         x = torch.rand(2, 3, side, side)
         y = torch.tensor([0, 1])
-        result = WDRO(model, metric=name, gamma=1.0, steps=3)(x, y)
+        result = WDRO(model, measure=name, gamma=1.0, steps=3)(x, y)
         assert bool(torch.isfinite(result.x_adv).all()), name
         assert int(result.nonfinite_steps.sum()) == 0, name
         assert float(result.cost.min()) >= 0.0, name
@@ -251,7 +251,7 @@ def test_every_measure_works_as_a_transport_cost():
         (dict(), "exactly one of gamma"),
         (dict(gamma=1.0, budget=0.1), "exactly one of gamma"),
         (dict(budget=-0.1), "positive"),
-        (dict(budget=0.1, metric="nope"), "unknown measure"),
+        (dict(budget=0.1, measure="nope"), "unknown measure"),
         (dict(budget=0.1, budget_mode="each"), "budget_mode"),
         (dict(budget=0.1, dual="bisection", bisection_rounds=0), "bisection_rounds"),
     ],
@@ -271,7 +271,7 @@ def test_attack_rejects_bad_inputs(trained):
     with pytest.raises(TypeError, match="torch.Tensor"):
         attack(x.numpy(), y)
     with pytest.raises(ValueError, match="needs images of at least 11x11"):
-        WDRO(model, metric="ssim", budget=0.1)(torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.int64))
+        WDRO(model, measure="ssim", budget=0.1)(torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="unknown attack"):
         get_attack("cw")
 

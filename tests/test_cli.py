@@ -127,7 +127,7 @@ def test_attack_json_report_and_png(capsys, tmp_path, model, clean, attack):
     assert m["l2"] >= m["linf"] - 1e-6  # ||d||_2 >= ||d||_inf
 
     if attack == "wdro":
-        assert r["metric"] == "ssim-padded"  # the default cost
+        assert r["measure"] == "ssim-padded"  # the default cost
         assert isinstance(r["gamma"], float) and r["gamma"] > 0.0
         assert r["steps"] == 30
         assert 0.0 < r["cost"] <= BUDGET * (1 + BUDGET_RTOL)
@@ -135,12 +135,12 @@ def test_attack_json_report_and_png(capsys, tmp_path, model, clean, attack):
     else:
         assert r["gamma"] is None
     if attack in ("pgd-linf", "fgsm"):
-        assert r["metric"] == "linf"
+        assert r["measure"] == "linf"
         assert m["linf"] <= EPS_LINF + 1e-6
         assert r["cost"] == pytest.approx(m["linf"], abs=1e-6)
         assert r["steps"] == (5 if attack == "pgd-linf" else 1)
     if attack == "pgd-l2":
-        assert r["metric"] == "l2"
+        assert r["measure"] == "l2"
         assert m["l2"] <= EPS_L2 * (1 + 1e-5)
         assert r["cost"] == pytest.approx(m["l2"], rel=1e-5)
 
@@ -177,7 +177,7 @@ def test_attack_human_output(capsys, tmp_path):
 
 def test_attack_gamma_penalty_form(capsys, tmp_path):
     r = attack_json(capsys, tmp_path / "g.png", "--attack", "wdro", "--gamma", "5", "--steps", "20")
-    assert r["metric"] == "ssim-padded"
+    assert r["measure"] == "ssim-padded"
     assert r["gamma"] == pytest.approx(5.0, rel=1e-6)  # fixed multiplier, reported as given
     assert r["steps"] == 20
     assert r["cost"] > 0.0
@@ -235,12 +235,12 @@ ERRORS = {
     "missing file": (lambda p: p / "nope.png", ["--attack", "fgsm"], 1, "no such file"),
     "corrupt file": (_corrupt, ["--attack", "fgsm"], 1, "could not read the image"),
     "image too large": (_huge, ["--attack", "fgsm"], 1, "image is too large: 7000x7000"),
-    "image smaller than the measure": (None, ["--attack", "wdro", "--metric", "ms_ssim"], 1,
+    "image smaller than the measure": (None, ["--attack", "wdro", "--measure", "ms_ssim"], 1,
                                        "needs images of at least 161x161 pixels, got 28x28"),
-    "fsim needs RGB": (None, ["--attack", "wdro", "--metric", "fsim"], 1, "needs RGB"),
+    "fsim needs RGB": (None, ["--attack", "wdro", "--measure", "fsim"], 1, "needs RGB"),
     "unknown model": (None, ["--attack", "fgsm", "--model", "nope"], 1, "unknown model 'nope'"),
     "unknown attack": (None, ["--attack", "nope"], 2, "invalid choice: 'nope'"),
-    "unknown metric": (None, ["--attack", "wdro", "--metric", "nope"], 2, "invalid choice: 'nope'"),
+    "unknown measure": (None, ["--attack", "wdro", "--measure", "nope"], 2, "invalid choice: 'nope'"),
     "eps with wdro": (None, ["--attack", "wdro", "--eps", "0.03"], 1, "eps is for pgd-linf"),
     "budget with pgd-linf": (None, ["--attack", "pgd-linf", "--budget", "0.02"], 1, "pgd-linf takes eps, not a budget"),
     "gamma with fgsm": (None, ["--attack", "fgsm", "--gamma", "1"], 1, "fgsm takes eps, not a budget, gamma"),

@@ -40,11 +40,11 @@ def _images(n=6, seed=0):
 def test_pointwise_fit_puts_every_example_within_its_budget():
     """Each example over the budget is shrunk onto it (to bisection precision); those under it are kept."""
     x, x_adv = _images()
-    cost_fn = get_measure("ssim").prepare(x)
+    cost_of = get_measure("ssim").prepare(x)
     budget = 0.03
-    before = cost_fn(x_adv)
-    fitted = fit_budget(x, x_adv, cost_fn, budget, mode="pointwise", rounds=12)
-    after = cost_fn(fitted)
+    before = cost_of(x_adv)
+    fitted = fit_budget(x, x_adv, cost_of, budget, mode="pointwise", rounds=12)
+    after = cost_of(fitted)
     assert bool((after <= budget + 1e-6).all())
     under = before <= budget
     assert under[:2].all() and not under[3:].any()
@@ -55,14 +55,14 @@ def test_pointwise_fit_puts_every_example_within_its_budget():
 @pytest.mark.parametrize("rounds", [12, 30])
 def test_distributional_fit_holds_the_mean_with_one_factor(rounds):
     x, x_adv = _images()
-    cost_fn = get_measure("ssim-padded").prepare(x)
-    budget = 0.5 * float(cost_fn(x_adv).mean())
-    fitted = fit_budget(x, x_adv, cost_fn, budget, rounds=rounds)
-    mean = float(cost_fn(fitted).mean())
+    cost_of = get_measure("ssim-padded").prepare(x)
+    budget = 0.5 * float(cost_of(x_adv).mean())
+    fitted = fit_budget(x, x_adv, cost_of, budget, rounds=rounds)
+    mean = float(cost_of(fitted).mean())
     assert budget * (1 - max(2.0 ** -(rounds - 6), 1e-5)) <= mean <= budget  # float32 limits 30 rounds
     factor = (fitted - x)[5].abs().sum() / (x_adv - x)[5].abs().sum()  # the same shrink factor for every image
     assert torch.allclose((fitted - x)[2:], factor * (x_adv - x)[2:], atol=1e-5)
-    assert torch.equal(fit_budget(x, x_adv, cost_fn, 10 * budget, rounds=rounds), x_adv)  # within: untouched
+    assert torch.equal(fit_budget(x, x_adv, cost_of, 10 * budget, rounds=rounds), x_adv)  # within: untouched
 
 
 def test_budget_mode_has_one_vocabulary():

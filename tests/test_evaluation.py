@@ -123,7 +123,7 @@ def test_robust_fairness_with_pgd():
     result = robust_fairness(model, x, y, g, attack, ("far", "near"), batch_size=16, seed=0, bootstrap=100,
                              progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (60, 60) and len(calls) == 4
-    assert result.attack == "pgd-linf" and result.metric == "linf" and result.n == 60
+    assert result.attack == "pgd-linf" and result.measure == "linf" and result.n == 60
     for name in ("far", "near"):
         assert result.robust.by_group[name]["accuracy"] <= result.clean.by_group[name]["accuracy"]
         assert 0 <= result.mean_cost[name] <= 0.03 + 1e-6  # L-inf cost within the budget

@@ -41,7 +41,7 @@ def test_run_attack_on_a_gallery_image(bundled):
     item = gallery_for(spec)[0]
     x = load_tensor(item.path, channels=1, size=28)
     steps = []
-    out = run_attack(model, x, AttackSettings(attack="wdro", metric="ssim", budget=0.01), labels=spec.labels,
+    out = run_attack(model, x, AttackSettings(attack="wdro", measure="ssim", budget=0.01), labels=spec.labels,
                      label=label_index(spec, item.label), progress=lambda t, n: steps.append((t, n)))
     assert steps == [(t, 100) for t in range(1, 101)]
     assert out.label == "Trouser" and out.pred_clean == "Trouser"
@@ -69,7 +69,7 @@ def test_run_attack_refuses_bad_input(bundled):
     model, spec = bundled
     x = load_tensor(gallery_for(spec)[0].path, channels=1, size=28)
     with pytest.raises(ValueError, match="MS-SSIM"):
-        run_attack(model, x, AttackSettings(attack="wdro", metric="ms_ssim"))
+        run_attack(model, x, AttackSettings(attack="wdro", measure="ms_ssim"))
     with pytest.raises(ValueError, match="label"):
         run_attack(model, x, AttackSettings(attack="fgsm"), label=10)
     with pytest.raises(ValueError, match="one image"):

@@ -49,6 +49,9 @@ def test_group_accuracy_by_hand():
     assert acc.worst_group_accuracy == pytest.approx(0.6, abs=1e-15)
     assert acc.worst_group == 1
     assert acc.gap == pytest.approx(2 / 3 - 0.6, abs=1e-15)  # 0.0667
+    summary = acc.summary(["light", "dark"])  # the shape of every by_group
+    assert summary["worst_group"] == "dark" and summary["by_group"]["dark"] == {"accuracy": 0.6, "n": 5}
+    assert summary["by_group"] == fairness_report(pred, y, g, ["light", "dark"], bootstrap=0).by_group
 
 
 def test_group_accuracy_accepts_numpy_lists_and_integral_floats():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from core.cli import main
+from core.data import load_group_dataset
 from core.services.fairness_demo import DEMO_DIR, load_demo, load_demo_evaluation, make_demo
 
 
@@ -76,16 +78,20 @@ def test_cli_train_then_fairness(tmp_path, capsys):
     assert main(args) == 0
     info = json.loads((out / "train.json").read_text())
     assert info["config"]["method"] == "wdro" and info["config"]["budget"] == 0.02
-    assert set(info["history"][0]["val"]["by_group"]) == {"standard", "inverted"}
+    val = info["history"][0]["val"]
+    assert set(val["by_group"]) == {"standard", "inverted"} and all(row["n"] > 0 for row in val["by_group"].values())
+    assert val["worst_group_accuracy"] == val["by_group"][val["worst_group"]]["accuracy"]  # one shape, as the reports
     assert set(info["history"][0]["cost_by_group"]) == {"standard", "inverted"}
     capsys.readouterr()
     assert main(["fairness", "--data-option", "source=bundled", "--model", str(out), "--model",
                  str(out / "checkpoint.pt"), "--json", "--bootstrap", "0"]) == 0
     rows = json.loads(capsys.readouterr().out)
+    test = load_group_dataset("fmnist-groups", "test", source="bundled")  # the command's default split
     assert len(rows) == 2 and rows[0]["by_group"] == rows[1]["by_group"]  # model.pt and checkpoint agree
     for row in rows:
-        assert row["worst_group_accuracy"] == min(row["by_group"].values())
-        assert row["gap"] == pytest.approx(max(row["by_group"].values()) - min(row["by_group"].values()))
+        accs = [group["accuracy"] for group in row["by_group"].values()]
+        assert row["worst_group_accuracy"] == min(accs) and row["gap"] == pytest.approx(max(accs) - min(accs))
+        assert [group["n"] for group in row["by_group"].values()] == np.bincount(test.g).tolist()
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -765,6 +765,6 @@ def test_l2_means_the_norm_wherever_it_is_reported():
     y = model(x).argmax(1)
     for attack in (PGDL2(model, eps=1.0, steps=5), DDN(model, steps=10)):
         result = attack(x, y)
-        assert result.metric == "l2"
+        assert result.measure == "l2"
         torch.testing.assert_close(result.cost, result.measures["l2"], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(result.measures["l2-squared"], result.measures["l2"] ** 2, rtol=1e-4, atol=1e-6)

@@ -124,14 +124,14 @@ def test_cvar_one_is_plain_wdro_and_cvar_trains_on_the_highest_losses(small_spli
     cfg = TrainConfig(**base, cvar=0.25)
     x_all = train.tensors()[0][:8]
     method = FastWDRO(cfg, x_all, 2)
-    method.cost_fn = method.measure.prepare(x_all)
+    method.cost_of = method.measure.prepare(x_all)
     logits = torch.randn(8, 10, requires_grad=True)
     y = torch.arange(8) % 10
     x_train = x_all.clone().requires_grad_(True)
     objective = method.cvar_objective(logits, y, x_train)
     losses = F.cross_entropy(logits, y, reduction="none")
     top = losses.topk(2).indices
-    cost = method.cost_fn(x_all)
+    cost = method.cost_of(x_all)
     assert torch.isclose(objective, (losses[top] - method.gamma * cost[top]).mean())
     objective.backward()
     kept = torch.zeros(8, dtype=torch.bool)

@@ -95,6 +95,12 @@ def test_lr_schedule_warmup_and_cosine():
     assert lr_at(15 + 85 // 2, 100, 1.0) == pytest.approx(0.5, abs=0.02)
 
 
+def test_config_reads_files_written_before_measure_was_named():
+    old = {"method": "wdro", "metric": "ssim", "budget": 0.05}  # train.json and checkpoints before the rename
+    assert TrainConfig.from_dict(old).measure == "ssim"
+    assert TrainConfig.from_dict({**old, "measure": "l2"}).measure == "l2"  # the new key wins
+
+
 def test_config_refuses_bad_values():
     with pytest.raises(ValueError, match="method"):
         TrainConfig(method="sgd")
@@ -103,7 +109,7 @@ def test_config_refuses_bad_values():
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="unknown measure|known"):
-        TrainConfig(method="wdro", metric="nope")
+        TrainConfig(method="wdro", measure="nope")
     with pytest.raises(ValueError, match="budget_mode"):
         TrainConfig(method="wdro", budget_mode="max")
     assert TrainConfig(method="wdro", budget_mode="mean").budget_mode == "distributional"  # the old name

@@ -94,7 +94,7 @@ class ALMA(Attack):
     (``core.measures``: piq's, 11-pixel window, sigma 1.5, valid convolution; piq average-pools
     images of 256 pixels or more first, adv_lib does not). Success is tracked by the arg-max,
     as the base class reports it, rather than by the sign of the DLR. The initial line search
-    stops after 40 doublings; the last iterate is checked too; ``max_distance`` (a budget) and
+    stops after 40 doublings; the last iterate is checked too; ``max_cost`` (a budget) and
     ``levels`` (quantisation, which the paper's runs do not use) are additions.
 
     Note:
@@ -106,7 +106,7 @@ class ALMA(Attack):
     Args:
         model: Classifier on [0, 1] images.
         steps: Iterations (one forward and backward pass each).
-        distance: The registered measure whose cost is minimised (default ``"ssim"``, the
+        measure: The registered measure whose cost is minimised (default ``"ssim"``, the
             paper's; any registered measure works, as in the reference implementation, so
             ALMA can run with the same cost as W-DRO).
         init_lr_distance: Distance the first step should add (sets each image's learning rate;
@@ -122,7 +122,7 @@ class ALMA(Attack):
         alpha: Moving-average weight of ``mu`` and of RMSProp (``None``: 0.5 for ``steps <= 100``,
             else 0.9, as in the paper).
         logit_tolerance: Margin added to the difference of logits.
-        max_distance: Optional budget on ``1 - SSIM``: only adversarial iterates within it count,
+        max_cost: Optional budget on ``1 - SSIM``: only adversarial iterates within it count,
             so the cost of every image stays within it.
         levels: Quantise each iterate to this many grey levels (``None``: no quantisation).
 
@@ -138,14 +138,14 @@ class ALMA(Attack):
         ICCV 2021. https://arxiv.org/abs/2011.11857
     """
 
-    metric = "ssim"
+    measure = "ssim"
 
     def __init__(
         self,
         model: nn.Module,
         *,
         steps: int = 100,
-        distance: str = "ssim",
+        measure: str = "ssim",
         init_lr_distance: float | None = None,
         lr_init: float = 0.1,
         lr_reduction: float = 0.01,
@@ -156,12 +156,12 @@ class ALMA(Attack):
         rho_growth: float = 1.2,
         alpha: float | None = None,
         logit_tolerance: float = 1e-4,
-        max_distance: float | None = None,
+        max_cost: float | None = None,
         levels: int | None = None,
     ) -> None:
         super().__init__(model)
-        self.measure = get_measure(distance)
-        self.metric = self.measure.name
+        self._measure = get_measure(measure)
+        self.measure = self._measure.name
         self.steps = check_positive_int(steps, name="steps")
         self.init_lr_distance = None if init_lr_distance is None else check_positive(init_lr_distance, name="init_lr_distance")
         self.lr_init = check_positive(lr_init, name="lr_init")
@@ -179,20 +179,20 @@ class ALMA(Attack):
         if logit_tolerance < 0:
             raise ValueError(f"logit_tolerance: expected a number >= 0, got {logit_tolerance!r}")
         self.logit_tolerance = float(logit_tolerance)
-        self.max_distance = None if max_distance is None else check_positive(max_distance, name="max_distance")
+        self.max_cost = None if max_cost is None else check_positive(max_cost, name="max_cost")
         self.levels = check_levels(levels)
 
     def _check(self, x: torch.Tensor) -> None:
-        self.measure.check(x.shape)
+        self._measure.check(x.shape)
 
     def _cost(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.measure.cost(x, x_adv)
+            return self._measure.cost(x, x_adv)
 
     def _perturb(self, x, y, target, generator) -> Perturbation:
         n, steps = x.shape[0], self.steps
         view = (-1, 1, 1, 1)
-        distance = self.measure.prepare(x)
+        cost_of = self._measure.prepare(x)
         label, targeted = (y, False) if target is None else (target, True)
         mu = torch.full((n,), self.mu_init, device=x.device, dtype=x.dtype)
         rho = torch.full((n,), self.rho_init, device=x.device, dtype=x.dtype)
@@ -201,13 +201,13 @@ class ALMA(Attack):
         momentum = torch.zeros_like(x)
         step_found = torch.full((n,), float(steps + 1), device=x.device, dtype=x.dtype)
         adv_found = torch.zeros(n, dtype=torch.bool, device=x.device)  # fooled at some step (budget or not)
-        best = BestAdversarial(x, max_distance=self.max_distance)
+        best = BestAdversarial(x, max_cost=self.max_cost)
         x_adv = x.clone()
         prev_constraint = None
         for i in range(steps):
             x_adv = x_adv.detach().requires_grad_(True)
             logits = self.model(x_adv)
-            dist = distance(x_adv)  # (N,)
+            dist = cost_of(x_adv)  # (N,)
             constraint = difference_of_logits_ratio(
                 logits, label, targeted=targeted, tolerance=self.logit_tolerance
             )  # (N,) < 0 when fooled
@@ -233,7 +233,7 @@ class ALMA(Attack):
                 x_adv = x_adv.detach()
                 if i == 0 and self.init_lr_distance is not None:
                     grad = _nonzero_direction(grad, generator)
-                    lr = _initial_lr(x, grad, distance, self.init_lr_distance)
+                    lr = _initial_lr(x, grad, cost_of, self.init_lr_distance)
                 # exponential decay from the step an image is first fooled to the last step
                 decay_exp = (i - step_found).clamp_min(0) / (steps - step_found)
                 step_lr = lr * self.lr_reduction**decay_exp
@@ -242,7 +242,7 @@ class ALMA(Attack):
                 x_adv = quantize((x_adv - step_lr.view(view) * momentum).clamp(0.0, 1.0), self.levels)
             self._step_done(i + 1, steps)
         with torch.no_grad():
-            best.update(x_adv, distance(x_adv), is_adversarial(self.model(x_adv), y, target))
+            best.update(x_adv, cost_of(x_adv), is_adversarial(self.model(x_adv), y, target))
         return Perturbation(x_adv=best.x_adv, steps=steps)
 
 

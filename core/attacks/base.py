@@ -36,7 +36,7 @@ class AttackResult:
 
     Attributes:
         attack: Registry name of the attack.
-        metric: The measure the attack's budget or cost is in (``"ssim"``, ``"linf"``, ...).
+        measure: The measure the attack's budget or cost is in (``"ssim"``, ``"linf"``, ...).
         x_adv: Adversarial images, (N, C, H, W), float in [0, 1].
         y: True labels, (N,).
         success: (N,) bool; prediction changed away from ``y`` (or, targeted, equals the target).
@@ -44,7 +44,7 @@ class AttackResult:
         pred_adv: (N,) predicted class on the adversarial images.
         prob_clean: (N, K) softmax probabilities on the clean images.
         prob_adv: (N, K) softmax probabilities on the adversarial images.
-        cost: (N,) cost spent per image, in the attack's own ``metric`` (its transport cost
+        cost: (N,) cost spent per image, in the attack's own ``measure`` (its transport cost
             ``d`` for W-DRO, the norm of the perturbation for PGD and FGSM).
         x: The clean images the attack started from, (N, C, H, W) (the caller's tensor).
         measures: ``{measure name: (N,) score}`` under every registered measure valid for the
@@ -58,7 +58,7 @@ class AttackResult:
     """
 
     attack: str
-    metric: str
+    measure: str
     x_adv: torch.Tensor
     y: torch.Tensor
     success: torch.Tensor
@@ -113,7 +113,7 @@ class AttackResult:
 
 
 class Attack:
-    """Base class: subclasses set ``name`` and ``metric`` and implement :meth:`_perturb`.
+    """Base class: subclasses set ``name`` and ``measure`` and implement :meth:`_perturb`.
 
     Args:
         model: Classifier taking (N, C, H, W) images in [0, 1] and returning logits.
@@ -127,7 +127,7 @@ class Attack:
     """
 
     name: ClassVar[str] = ""
-    metric: str = ""
+    measure: str = ""
 
     def __init__(self, model: nn.Module, *, loss: LossName = "ce", kappa: float = 0.0) -> None:
         if loss not in ("ce", "margin"):
@@ -174,7 +174,7 @@ class Attack:
         n = x.shape[0]
         return AttackResult(
             attack=self.name,
-            metric=self.metric,
+            measure=self.measure,
             x_adv=x_adv,
             y=y,
             success=success,
@@ -201,7 +201,7 @@ class Attack:
         raise NotImplementedError
 
     def _cost(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        """(N,) what the attack spent, in its own metric."""
+        """(N,) what the attack spent, in its own measure."""
         raise NotImplementedError
 
     def _step_done(self, step: int, total: int) -> None:

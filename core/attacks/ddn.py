@@ -49,8 +49,8 @@ class DDN(Attack):
         steps: Iterations (one forward and backward pass each).
         gamma: Norm update factor: ``eps *= 1 - gamma`` if adversarial, ``1 + gamma`` if not.
         init_norm: Starting radius ``eps``.
-        max_norm: Optional L2 budget: the sphere never exceeds it, and only adversarial iterates
-            within it count, so ``||x_adv - x||_2 <= max_norm`` for every image.
+        max_cost: Optional L2 budget: the sphere never exceeds it, and only adversarial iterates
+            within it count, so ``||x_adv - x||_2 <= max_cost`` for every image.
         levels: Quantise each iterate to this many grey levels (``None``: no quantisation).
 
     Shape:
@@ -66,7 +66,7 @@ class DDN(Attack):
         https://arxiv.org/abs/1811.09600
     """
 
-    metric = "l2"
+    measure = "l2"
 
     def __init__(
         self,
@@ -75,7 +75,7 @@ class DDN(Attack):
         steps: int = 100,
         gamma: float = 0.05,
         init_norm: float = 1.0,
-        max_norm: float | None = None,
+        max_cost: float | None = None,
         levels: int | None = None,
     ) -> None:
         super().__init__(model, loss="ce")
@@ -84,16 +84,16 @@ class DDN(Attack):
         if self.gamma >= 1.0:
             raise ValueError(f"gamma: expected a factor in (0, 1), got {gamma!r}")
         self.init_norm = check_positive(init_norm, name="init_norm")
-        self.max_norm = None if max_norm is None else check_positive(max_norm, name="max_norm")
+        self.max_cost = None if max_cost is None else check_positive(max_cost, name="max_cost")
         self.levels = check_levels(levels)
 
     def _perturb(self, x, y, target, generator) -> Perturbation:
         n = x.shape[0]
         worst = torch.maximum(x, 1 - x).flatten(1).norm(dim=1)  # (N,) farthest point of the box
-        if self.max_norm is not None:
-            worst = worst.clamp(max=self.max_norm)
+        if self.max_cost is not None:
+            worst = worst.clamp(max=self.max_cost)
         eps = torch.full((n,), self.init_norm, device=x.device, dtype=x.dtype).minimum(worst)
-        best = BestAdversarial(x, max_distance=self.max_norm)
+        best = BestAdversarial(x, max_cost=self.max_cost)
         x_adv = x.clone()  # the iterate, always in [0, 1] (and on the grid when quantised)
         for i in range(self.steps):
             lr = _LR_MIN + 0.5 * (1 - _LR_MIN) * (1 + math.cos(math.pi * i / self.steps))

@@ -100,7 +100,7 @@ def dual_step(
 def fit_budget(
     x: torch.Tensor,
     x_adv: torch.Tensor,
-    cost_fn: CostFn,
+    cost_of: CostFn,
     budget: float,
     *,
     mode: BudgetMode = "distributional",
@@ -116,14 +116,14 @@ def fit_budget(
     Args:
         x: (N, C, H, W) clean images.
         x_adv: (N, C, H, W) perturbed images.
-        cost_fn: ``x' -> (N,)`` transport cost from ``x`` (a prepared measure).
+        cost_of: ``x' -> (N,)`` transport cost from ``x`` (a prepared measure).
         budget: The DRO budget ``delta``.
         mode: ``"distributional"`` or ``"pointwise"``.
         rounds: Bisection steps (the factor is within ``2 ** -rounds`` of the largest that fits).
     """
     check_budget_mode(mode)
     delta = x_adv - x
-    cost = cost_fn(x_adv)
+    cost = cost_of(x_adv)
     if mode == "pointwise":
         shape = (-1,) + (1,) * (x.dim() - 1)
         over = cost.nan_to_num(float("inf")) > budget  # the others keep their full perturbation
@@ -133,7 +133,7 @@ def fit_budget(
         hi = torch.ones_like(lo)
         for _ in range(rounds):
             mid = (lo + hi) / 2
-            ok = cost_fn(x + mid.view(shape) * delta).nan_to_num(float("inf")) <= budget
+            ok = cost_of(x + mid.view(shape) * delta).nan_to_num(float("inf")) <= budget
             lo = torch.where(over & ok, mid, lo)
             hi = torch.where(over & ~ok, mid, hi)
         return x + lo.view(shape) * delta
@@ -142,7 +142,7 @@ def fit_budget(
     lo, hi = 0.0, 1.0
     for _ in range(rounds):
         mid = (lo + hi) / 2
-        if float(cost_fn(x + mid * delta).nan_to_num(0.0).mean()) <= budget:
+        if float(cost_of(x + mid * delta).nan_to_num(0.0).mean()) <= budget:
             lo = mid
         else:
             hi = mid

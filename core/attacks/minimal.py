@@ -3,7 +3,7 @@
 A minimal attack looks for the adversarial image closest to ``x`` in its own
 distance, rather than the most damaging image within a budget. Each one keeps,
 per image, the best (smallest-distance) adversarial iterate it has seen, and
-returns the clean image where it found none. An optional ``max_distance`` makes
+returns the clean image where it found none. An optional ``max_cost`` makes
 it a budget attack for matched-damage comparisons: only adversarial iterates
 within the budget count, so the budget holds by construction.
 
@@ -23,26 +23,26 @@ class BestAdversarial:
 
     Args:
         x: Clean images, (N, C, H, W).
-        max_distance: Only adversarial iterates at most this far count (``None``: any).
+        max_cost: Only adversarial iterates at most this far count (``None``: any).
     """
 
-    def __init__(self, x: torch.Tensor, *, max_distance: float | None = None) -> None:
+    def __init__(self, x: torch.Tensor, *, max_cost: float | None = None) -> None:
         self.x_adv = x.detach().clone()
-        self.distance = torch.full((x.shape[0],), float("inf"), device=x.device, dtype=x.dtype)  # (N,)
-        self.max_distance = max_distance
+        self.cost = torch.full((x.shape[0],), float("inf"), device=x.device, dtype=x.dtype)  # (N,)
+        self.max_cost = max_cost
 
     @property
     def found(self) -> torch.Tensor:
         """(N,) bool: an adversarial iterate was recorded for the image."""
-        return torch.isfinite(self.distance)
+        return torch.isfinite(self.cost)
 
     @torch.no_grad()
-    def update(self, x_adv: torch.Tensor, distance: torch.Tensor, is_adv: torch.Tensor) -> None:
+    def update(self, x_adv: torch.Tensor, cost: torch.Tensor, is_adv: torch.Tensor) -> None:
         """Record ``x_adv`` where it is adversarial and closer than the best so far (and within budget)."""
-        better = is_adv & (distance < self.distance)
-        if self.max_distance is not None:
-            better &= distance <= self.max_distance
-        self.distance = torch.where(better, distance.detach(), self.distance)
+        better = is_adv & (cost < self.cost)
+        if self.max_cost is not None:
+            better &= cost <= self.max_cost
+        self.cost = torch.where(better, cost.detach(), self.cost)
         self.x_adv = torch.where(better.view(-1, 1, 1, 1), x_adv.detach(), self.x_adv)
 
 

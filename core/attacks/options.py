@@ -31,7 +31,7 @@ from core.measures import DEFAULT_COST
 DEFAULT_BUDGET = 0.02  # W-DRO's DRO budget delta when neither a budget nor gamma is given
 DEFAULT_EPS = {"pgd-linf": 8 / 255, "fgsm": 8 / 255, "pgd-l2": 1.0}
 DEFAULT_LOSS = "margin"
-MINIMAL_CAP = {"ddn": "max_norm", "alma-ssim": "max_distance", "perc-al": "max_distance"}  # eps -> this keyword
+MINIMAL = ("ddn", "alma-ssim", "perc-al")  # the smallest change that fools; eps -> their max_cost
 TAKES_LOSS = ("wdro", "pgd-linf", "pgd-l2", "fgsm")
 TAKES_STEP_SIZE = ("wdro", "pgd-linf", "pgd-l2")
 
@@ -42,7 +42,7 @@ class AttackOptions:
 
     Attributes:
         attack: A registered attack name (:data:`~core.attacks.ATTACKS`).
-        metric: W-DRO's transport cost (a registered measure name).
+        measure: W-DRO's transport cost (a registered measure name).
         budget: W-DRO's DRO budget delta (budget form), in the cost's units.
         gamma: W-DRO's fixed multiplier (penalty form); not together with ``budget``.
         eps: Radius of the PGD / FGSM ball, or the optional cap of a minimal attack.
@@ -54,7 +54,7 @@ class AttackOptions:
     """
 
     attack: str = "wdro"
-    metric: str = DEFAULT_COST
+    measure: str = DEFAULT_COST
     budget: float | None = None
     gamma: float | None = None
     eps: float | None = None
@@ -92,12 +92,12 @@ class AttackOptions:
             if self.budget is not None and self.gamma is not None:
                 raise ValueError("wdro takes a budget or gamma, not both")
             form = dict(gamma=self.gamma) if self.gamma is not None else dict(budget=self.effective_budget)
-            kwargs: dict = dict(metric=self.metric, linf_cap=self.linf_cap, kappa=self.kappa, **form)
+            kwargs: dict = dict(measure=self.measure, linf_cap=self.linf_cap, kappa=self.kappa, **form)
         else:
             if self.budget is not None or self.gamma is not None or self.linf_cap is not None:
                 raise ValueError(f"{self.attack} takes eps, not a budget, gamma or linf_cap")
-            if self.attack in MINIMAL_CAP:
-                kwargs = {MINIMAL_CAP[self.attack]: self.eps}
+            if self.attack in MINIMAL:
+                kwargs = dict(max_cost=self.eps)
             else:
                 kwargs = dict(eps=self.effective_eps)
         if self.attack in TAKES_LOSS:

@@ -53,14 +53,14 @@ class PerCAL(Attack):
     the iterate itself undoes the small colour steps: measured, the attack then stopped
     improving after 20 steps, ``||Delta E_00||_2`` 146 against the reference's 90); the best
     adversarial is ranked by its own colour distance; the last iterate is checked too;
-    optional ``max_distance`` budget.
+    optional ``max_cost`` budget.
 
     Args:
         model: Classifier on [0, 1] images.
         steps: Iterations (one forward and backward pass each).
         alpha_l: Initial L2 step length of the classification steps.
         alpha_c: Initial L2 step length of the colour-distance steps.
-        max_distance: Optional budget on ``||Delta E_00||_2``: only adversarial iterates within
+        max_cost: Optional budget on ``||Delta E_00||_2``: only adversarial iterates within
             it count, so every image's cost stays within it.
         levels: Quantise each iterate to this many grey levels (``None``: no quantisation).
 
@@ -77,7 +77,7 @@ class PerCAL(Attack):
         with Perceptual Color Distance", CVPR 2020. https://arxiv.org/abs/1911.02466
     """
 
-    metric = "ciede2000"
+    measure = "ciede2000"
 
     def __init__(
         self,
@@ -86,14 +86,14 @@ class PerCAL(Attack):
         steps: int = 100,
         alpha_l: float = 1.0,
         alpha_c: float = 0.5,
-        max_distance: float | None = None,
+        max_cost: float | None = None,
         levels: int | None = None,
     ) -> None:
         super().__init__(model, loss="ce")
         self.steps = check_positive_int(steps, name="steps")
         self.alpha_l = check_positive(alpha_l, name="alpha_l")
         self.alpha_c = check_positive(alpha_c, name="alpha_c")
-        self.max_distance = None if max_distance is None else check_positive(max_distance, name="max_distance")
+        self.max_cost = None if max_cost is None else check_positive(max_cost, name="max_cost")
         self.levels = check_levels(levels)
 
     def _check(self, x: torch.Tensor) -> None:
@@ -106,7 +106,7 @@ class PerCAL(Attack):
 
     def _perturb(self, x, y, target, generator) -> Perturbation:
         distance = prepared_distance(to_lab(x))
-        best = BestAdversarial(x, max_distance=self.max_distance)
+        best = BestAdversarial(x, max_cost=self.max_cost)
         x_adv = x.clone()
         is_adv = None  # quantised: whether the rounded copy of the iterate fools the model
         for i in range(self.steps):

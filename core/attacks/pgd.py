@@ -41,7 +41,7 @@ class PGD(Attack):
     ) -> None:
         super().__init__(model, loss=loss)
         self.threat = threat
-        self.metric = threat.metric
+        self.measure = threat.measure
         self.steps = check_positive_int(steps, name="steps")
         self.step_size = float(step_size) if step_size is not None else 2.5 * threat.eps / self.steps
         self.random_start = random_start

@@ -18,7 +18,7 @@ class LinfBall:
     """``{x' : ||x' - x||_inf <= eps} ∩ [0, 1]^D``; ascent by the sign of the gradient."""
 
     eps: float
-    metric = "linf"
+    measure = "linf"
 
     def __post_init__(self) -> None:
         check_positive(self.eps, name="eps")
@@ -46,7 +46,7 @@ class L2Ball:
     """
 
     eps: float
-    metric = "l2"
+    measure = "l2"
 
     def __post_init__(self) -> None:
         check_positive(self.eps, name="eps")

@@ -61,7 +61,7 @@ class WDRO(Attack):
 
     Args:
         model: Classifier on [0, 1] images.
-        metric: Transport cost: a registered measure name (default
+        measure: Transport cost: a registered measure name (default
             :data:`~core.measures.DEFAULT_COST`, SSIM of padded images; ``"ssim"``,
             ``"haarpsi"``, ...) or a :class:`~core.measures.Measure`.
         gamma: Penalty form: the fixed multiplier (larger = cheaper-looking, milder attack).
@@ -88,7 +88,7 @@ class WDRO(Attack):
         x: (N, C, H, W) in [0, 1]; y: (N,) int64.
 
     Example:
-        >>> attack = WDRO(model, metric="ssim", budget=0.02)
+        >>> attack = WDRO(model, measure="ssim", budget=0.02)
         >>> result = attack(x, y)
         >>> result.cost.mean()          # ~0.02: mean (1 - SSIM) spent
         >>> result.gamma[-1, 0]          # the multiplier gamma*
@@ -98,7 +98,7 @@ class WDRO(Attack):
         self,
         model: nn.Module,
         *,
-        metric: str | Measure = DEFAULT_COST,
+        measure: str | Measure = DEFAULT_COST,
         gamma: float | None = None,
         budget: float | None = None,
         budget_mode: BudgetMode = "distributional",
@@ -121,8 +121,8 @@ class WDRO(Attack):
         check_budget_mode(budget_mode)
         if dual not in ("online", "bisection"):
             raise ValueError(f"dual: expected 'online' or 'bisection', got {dual!r}")
-        self.measure = get_measure(metric) if isinstance(metric, str) else metric
-        self.metric = self.measure.name
+        self._measure = get_measure(measure) if isinstance(measure, str) else measure
+        self.measure = self._measure.name
         self.gamma = None if gamma is None else check_positive(gamma, name="gamma")
         self.budget = None if budget is None else check_positive(budget, name="budget")
         self.budget_mode: BudgetMode = budget_mode
@@ -142,29 +142,29 @@ class WDRO(Attack):
     # -- the three ways to solve it ----------------------------------------------------------
 
     def _perturb(self, x, y, target, generator) -> Perturbation:
-        cost_fn = self.measure.prepare(x)
+        cost_of = self._measure.prepare(x)
         n = x.shape[0]
         if self.gamma is not None:  # penalty form
             log_gamma = torch.full((n,), math.log(self.gamma), device=x.device, dtype=x.dtype)
-            return self._ascend(x, y, target, generator, cost_fn, log_gamma, online=False)
+            return self._ascend(x, y, target, generator, cost_of, log_gamma, online=False)
         assert self.budget is not None
         gamma0 = self.gamma_init if self.gamma_init is not None else 1.0 / self.budget
         log_gamma = torch.full((n,), math.log(gamma0), device=x.device, dtype=x.dtype)
         if self.dual == "online":
-            out = self._ascend(x, y, target, generator, cost_fn, log_gamma, online=True)
+            out = self._ascend(x, y, target, generator, cost_of, log_gamma, online=True)
         else:
-            out = self._bisection(x, y, target, generator, cost_fn, log_gamma)
-        x_adv = self._fit_budget(x, out.x_adv, cost_fn)
+            out = self._bisection(x, y, target, generator, cost_of, log_gamma)
+        x_adv = self._fit_budget(x, out.x_adv, cost_of)
         return Perturbation(x_adv=x_adv, steps=out.steps, gamma=out.gamma, nonfinite_steps=out.nonfinite_steps)
 
     def _check(self, x: torch.Tensor) -> None:
-        self.measure.check(x.shape)
+        self._measure.check(x.shape)
 
     def _cost(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.measure.cost(x, x_adv)
+            return self._measure.cost(x, x_adv)
 
-    def _ascend(self, x, y, target, generator, cost_fn: PreparedCost, log_gamma: torch.Tensor, *, online: bool):
+    def _ascend(self, x, y, target, generator, cost_of: PreparedCost, log_gamma: torch.Tensor, *, online: bool):
         """One pass of Adam-normalised ascent on ``l - gamma * d``; ``online`` also updates ``log gamma``."""
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x_adv = self._clip(x, x + self.init_noise * (2 * noise - 1))
@@ -178,7 +178,7 @@ class WDRO(Attack):
             step = self.step_size * 0.5 * (1 + math.cos(math.pi * t / self.steps))
             x_adv = x_adv.detach().requires_grad_(True)
             loss = self.per_sample_loss(self.model(x_adv), y, target)  # (N,)
-            cost = cost_fn(x_adv)  # (N,)
+            cost = cost_of(x_adv)  # (N,)
             gamma = log_gamma.exp()
             # Dividing by 1 + gamma leaves each maximiser unchanged and keeps the gradient's
             # scale bounded while gamma moves over orders of magnitude (Adam remembers scales).
@@ -205,12 +205,12 @@ class WDRO(Attack):
                 self._step_done(t + 1, self.steps)
                 if online and t >= self.dual_warmup * self.steps:
                     log_gamma = self._dual_step(log_gamma, cost, finite, loss=loss.detach(), x_adv=iterate)
-        x_adv = self._finite_or_fallback(x, x_adv, last_finite, cost_fn)
+        x_adv = self._finite_or_fallback(x, x_adv, last_finite, cost_of)
         if int((nonfinite > 0).sum()):
             warnings.warn(NONFINITE_WARNING.format(count=int((nonfinite > 0).sum())), RuntimeWarning, stacklevel=4)
         return Perturbation(x_adv=x_adv, steps=self.steps, gamma=torch.stack(gammas), nonfinite_steps=nonfinite)
 
-    def _bisection(self, x, y, target, generator, cost_fn: PreparedCost, log_gamma: torch.Tensor) -> Perturbation:
+    def _bisection(self, x, y, target, generator, cost_of: PreparedCost, log_gamma: torch.Tensor) -> Perturbation:
         """Reference for the budget form: bisection on ``log gamma``, a full ascent per round.
 
         The bracket spans a factor 1000 on each side of the start; after each round the
@@ -222,11 +222,11 @@ class WDRO(Attack):
         nonfinite = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
         for _ in range(self.bisection_rounds):
             mid = (lo + hi) / 2
-            run = self._ascend(x, y, target, generator, cost_fn, mid, online=False)
+            run = self._ascend(x, y, target, generator, cost_of, mid, online=False)
             trajectory.append(run.gamma)
             nonfinite += run.nonfinite_steps
             with torch.no_grad():
-                cost = cost_fn(run.x_adv)
+                cost = cost_of(run.x_adv)
             over = cost > self.budget if self.budget_mode == "pointwise" else (cost.mean() > self.budget).expand_as(cost)
             lo, hi = torch.where(over, mid, lo), torch.where(over, hi, mid)
             if best is None:
@@ -258,9 +258,9 @@ class WDRO(Attack):
             return log_gamma
         return dual_step(log_gamma, cost[finite].mean(), self.budget, **rule)
 
-    def _fit_budget(self, x: torch.Tensor, x_adv: torch.Tensor, cost_fn: PreparedCost) -> torch.Tensor:
+    def _fit_budget(self, x: torch.Tensor, x_adv: torch.Tensor, cost_of: PreparedCost) -> torch.Tensor:
         """The shared line search (:func:`~core.attacks.dro_budget.fit_budget`), 30 rounds."""
-        return fit_budget(x, x_adv, cost_fn, self.budget, mode=self.budget_mode, rounds=30)
+        return fit_budget(x, x_adv, cost_of, self.budget, mode=self.budget_mode, rounds=30)
 
     def _clip(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         if self.linf_cap is not None:
@@ -268,10 +268,10 @@ class WDRO(Attack):
         return x_adv.clamp(0.0, 1.0)
 
     @torch.no_grad()
-    def _finite_or_fallback(self, x, x_adv, last_finite, cost_fn: PreparedCost) -> torch.Tensor:
+    def _finite_or_fallback(self, x, x_adv, last_finite, cost_of: PreparedCost) -> torch.Tensor:
         """The last update was never evaluated: if its cost is not finite, step back; else use ``x``."""
         for candidate in (last_finite, x):
-            bad = ~torch.isfinite(cost_fn(x_adv))
+            bad = ~torch.isfinite(cost_of(x_adv))
             if not bool(bad.any()):
                 break
             x_adv = torch.where(bad.view(-1, 1, 1, 1), candidate, x_adv)

@@ -146,19 +146,19 @@ class CheapestFlips(WDRO):
     Not registered: it is the solver of :func:`compare_ssim_linf`, not an attack of its own.
     """
 
-    def __init__(self, model: nn.Module, *, metric: str = DEFAULT_COST, steps: int = 50, gamma: float = 1000.0,
+    def __init__(self, model: nn.Module, *, measure: str = DEFAULT_COST, steps: int = 50, gamma: float = 1000.0,
                  dual_lr: float = 0.2, **kwargs) -> None:
-        super().__init__(model, metric=metric, gamma=gamma, steps=steps, loss="margin", dual_lr=dual_lr,
+        super().__init__(model, measure=measure, gamma=gamma, steps=steps, loss="margin", dual_lr=dual_lr,
                          dual_warmup=0.0, **kwargs)
         self._best: BestAdversarial | None = None
 
     def _perturb(self, x, y, target, generator) -> Perturbation:
-        cost_fn = self.measure.prepare(x)
+        cost_of = self._measure.prepare(x)
         self._best = best = BestAdversarial(x)
         log_gamma = torch.full((x.shape[0],), math.log(self.gamma), device=x.device, dtype=x.dtype)
-        out = self._ascend(x, y, target, generator, cost_fn, log_gamma, online=True)
+        out = self._ascend(x, y, target, generator, cost_of, log_gamma, online=True)
         with torch.no_grad():  # the last update was never scored
-            best.update(out.x_adv, cost_fn(out.x_adv), is_adversarial(self.model(out.x_adv), y, target))
+            best.update(out.x_adv, cost_of(out.x_adv), is_adversarial(self.model(out.x_adv), y, target))
         self._best = None
         return Perturbation(x_adv=best.x_adv, steps=out.steps, gamma=out.gamma, nonfinite_steps=out.nonfinite_steps)
 
@@ -276,7 +276,7 @@ def compare_ssim_linf(
     eps: float = 4 / 255,
     steps: int = 50,
     pgd_eps: Sequence[float] = PGD_EPS,
-    metric: str = DEFAULT_COST,
+    measure: str = DEFAULT_COST,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> Comparison:
@@ -290,7 +290,7 @@ def compare_ssim_linf(
         steps: Ascent steps of the one W-DRO pass (:class:`CheapestFlips`).
         pgd_eps: PGD radii of the frontier (``eps`` is added; ``()``: only ``eps``, and the page
             traces the rest afterwards with :func:`run_pgd`).
-        metric: W-DRO's transport cost (default :data:`core.measures.DEFAULT_COST`).
+        measure: W-DRO's transport cost (default :data:`core.measures.DEFAULT_COST`).
         seed: Seed of the random starts.
         progress: Called with (fraction done, what is running, in words).
 
@@ -310,7 +310,7 @@ def compare_ssim_linf(
 
     pgd_runs = run_pgd(model, x, y, pgd_params, seed=seed, progress=lambda f, msg: tell(share * f, msg))
     pgd_at = next(result for param, result in pgd_runs if param == float(eps))
-    solver = CheapestFlips(model, metric=metric, steps=steps)
+    solver = CheapestFlips(model, measure=measure, steps=steps)
     every = max(1, steps // 10)  # ten updates a pass: each one is a message to the browser
 
     def step_done(t: int, total: int) -> None:

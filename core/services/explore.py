@@ -6,7 +6,7 @@ Everything here is plain torch: the app's explorer page reads its widgets, calls
 Example:
     >>> model = load_model("fmnist-cnn")
     >>> x = load_tensor("assets/gallery/fashion_mnist/00002_trouser.png", channels=1, size=28)
-    >>> out = run_attack(model, x, AttackSettings(attack="wdro", metric="ssim", budget=0.02))
+    >>> out = run_attack(model, x, AttackSettings(attack="wdro", measure="ssim", budget=0.02))
     >>> out.success, out.measures["ssim"]
 """
 
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from core.attacks import ATTACKS, AttackResult
-from core.attacks.options import MINIMAL_CAP, AttackOptions
+from core.attacks.options import MINIMAL, AttackOptions
 from core.measures import MEASURES, get_measure, ssim_map
 from core.models import ASSETS, ModelSpec
 
@@ -48,11 +48,11 @@ class AttackSettings(AttackOptions):
         """One line for captions, e.g. ``"W-DRO (perceptual), SSIM cost, budget delta = 0.02"``."""
         name = ATTACK_LABELS.get(self.attack, self.attack)
         if self.attack == "wdro":
-            cost = get_measure(self.metric).label
+            cost = get_measure(self.measure).label
             form = f"gamma = {self.gamma:g}" if self.gamma is not None else f"budget delta = {self.effective_budget:g}"
             return f"{name}, {cost} cost, {form}"
         eps = self.effective_eps
-        if self.attack in MINIMAL_CAP:
+        if self.attack in MINIMAL:
             return f"{name}, the smallest change that fools" + ("" if eps is None else f", at most {eps:.4g}")
         return name if eps is None else f"{name}, eps = {eps:.4g}"
 
@@ -179,7 +179,7 @@ def run_attack(
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"expected one image of shape (1, C, H, W), got {tuple(x.shape)}")
     if settings.attack == "wdro":
-        get_measure(settings.metric).check(x.shape)
+        get_measure(settings.measure).check(x.shape)
     attack = settings.build(model)
     attack.on_step = progress
     with torch.no_grad():

@@ -28,7 +28,7 @@ seed 0, last epoch (no model selection). ERM and W-DRO never saw a group label.
       "groups": ["standard", "inverted"],
       "n_clean": 10000,                 # test images of the clean evaluation
       "n_attacked": 2000,               # seeded random subset attacked (both attacks, both models)
-      "attacks": {"wdro": {"metric": "ssim-padded", "budget": 0.03, "steps": 100},
+      "attacks": {"wdro": {"measure": "ssim-padded", "budget": 0.03, "steps": 100},
                   "pgd-linf": {"eps": 0.1, "steps": 10}},
       "command": "python -m bench.make_fairness_demo",
       "models": {
@@ -37,7 +37,7 @@ seed 0, last epoch (no model selection). ERM and W-DRO never saw a group label.
           "path": "erm",                # folder under assets/fairness
           "config": {...},              # TrainConfig as a dict
           "history": [{"epoch", "loss", "train_acc", "seconds", "val": {"mean_accuracy",
-                       "worst_group_accuracy", "gap", "by_group": {group: acc}},
+                       "worst_group_accuracy", "worst_group", "gap", "by_group": {group: {"accuracy", "n"}}},
                        W-DRO only: "gamma", "cost_mean", "cost_by_group": {group: cost}}, ...],
           "transport_cost_by_group": {group: mean cost per example} | null,   # last epoch, W-DRO only
           "clean": FairnessReport,      # on n_clean images
@@ -51,7 +51,7 @@ where ``FairnessReport`` (:meth:`core.fairness.FairnessReport.to_dict`) is
 {"accuracy", "n"}}, "ci": {"mean_accuracy" | "worst_group_accuracy" | "gap": [lo, hi]},
 "confidence", "bootstrap", "binary"}`` (95% percentile bootstrap, 1,000 resamples within
 groups) and ``RobustFairness`` (:meth:`core.fairness.RobustFairness.to_dict`) is
-``{"attack", "metric", "clean": FairnessReport, "robust": FairnessReport, "mean_cost":
+``{"attack", "measure", "clean": FairnessReport, "robust": FairnessReport, "mean_cost":
 {group: cost}, "cost_share": {group: share}, "n"}`` on the ``n_attacked`` subset.
 
 Example::
@@ -93,7 +93,7 @@ DEMO_MODELS: dict[str, tuple[str, TrainConfig]] = {
     "group-dro": ("Group DRO", TrainConfig(method="group-dro", epochs=EPOCHS)),
 }
 TRAIN_NOW_ATTACKED = 500  # test images each attack runs on after a "train now" run (tests shrink it)
-ATTACKS = {"wdro": {"metric": DEFAULT_COST, "budget": 0.03, "steps": 100}, "pgd-linf": {"eps": 0.1, "steps": 10}}
+ATTACKS = {"wdro": {"measure": DEFAULT_COST, "budget": 0.03, "steps": 100}, "pgd-linf": {"eps": 0.1, "steps": 10}}
 NO_DEMO = "no bundled fairness demo {name!r} under {folder}: regenerate it with `python -m bench.make_fairness_demo`"
 UNKNOWN = "unknown demo model {name!r}; expected one of: {known}"
 
@@ -185,7 +185,7 @@ def evaluate_model(
     pred = predict(model, xc)
     clean = fairness_report(pred.cpu(), yc.cpu(), gc.cpu(), test.groups, bootstrap=bootstrap, seed=0)
     attacks = {
-        "wdro": WDRO(model, metric=ATTACKS["wdro"]["metric"], budget=ATTACKS["wdro"]["budget"],
+        "wdro": WDRO(model, measure=ATTACKS["wdro"]["measure"], budget=ATTACKS["wdro"]["budget"],
                      steps=ATTACKS["wdro"]["steps"]),
         "pgd-linf": PGDLinf(model, eps=ATTACKS["pgd-linf"]["eps"], steps=ATTACKS["pgd-linf"]["steps"]),
     }

@@ -5,7 +5,7 @@ with one of five methods (:data:`METHODS`):
 
 * ``"erm"``: plain cross-entropy.
 * ``"wdro"``: **fast** W-DRO training. Minimises the worst-case risk in a Wasserstein
-  ball whose transport cost is a registered perceptual measure (``cfg.metric``, SSIM by
+  ball whose transport cost is a registered perceptual measure (``cfg.measure``, SSIM by
   default), budget form (``cfg.budget``, distributional: the mean cost) or penalty form (``cfg.gamma``).
   Three ideas make it cheap (see "Fast W-DRO" below).
 * ``"wdro-naive"``: the reference nested loop: for **every batch** the inner problem is

@@ -108,7 +108,7 @@ def read_checkpoint(path: Path) -> dict:
 def load_checkpoint(path: Path, cfg: TrainConfig, net, opt, method: Method) -> tuple[int, list]:
     data = read_checkpoint(path)
     theirs = TrainConfig.from_dict(data["config"])
-    for key in ("method", "dataset", "seed", "batch_size", "lr", "metric", "budget", "gamma", "width", "budget_mode",
+    for key in ("method", "dataset", "seed", "batch_size", "lr", "measure", "budget", "gamma", "width", "budget_mode",
                 "clean_weight"):
         if getattr(theirs, key) != getattr(cfg, key):
             raise ValueError(MISMATCH.format(path=path, key=key, theirs=getattr(theirs, key), ours=getattr(cfg, key)))

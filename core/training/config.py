@@ -48,7 +48,7 @@ class TrainConfig:
     seed: int = 0
     width: int = 16  # filters of the first convolution (SmallCNN for 28 px, SmallResNet otherwise)
     # --- W-DRO (both "wdro" and "wdro-naive")
-    metric: str = DEFAULT_COST  # transport cost: any registered measure (default: SSIM of padded images)
+    measure: str = DEFAULT_COST  # transport cost: any registered measure (default: SSIM of padded images)
     budget: float | None = 0.03  # budget form: the DRO budget delta (set gamma=None); see budget_mode
     gamma: float | None = None  # penalty form: fixed multiplier (set budget=None)
     # --- fast W-DRO
@@ -91,7 +91,7 @@ class TrainConfig:
                 value = getattr(self, name)
                 if value is not None and not (isinstance(value, (int, float)) and value > 0):
                     raise ValueError(BAD_VALUE.format(name=name, expected="a positive number or None", value=value))
-            get_measure(self.metric)  # unknown names raise with the list of known ones
+            get_measure(self.measure)  # unknown names raise with the list of known ones
         if self.budget_mode == "mean":  # the name before 2026-12: the same budget as the attack's "distributional"
             object.__setattr__(self, "budget_mode", "distributional")
         if self.budget_mode not in BUDGET_MODES:
@@ -112,7 +112,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        """Rebuild a config from :func:`dataclasses.asdict` output (unknown keys are ignored)."""
+        """Rebuild a config from :func:`dataclasses.asdict` output (unknown keys are ignored).
+
+        Files written before the transport cost was called ``measure`` name it ``metric``.
+        """
+        if "metric" in data and "measure" not in data:
+            data = {**data, "measure": data["metric"]}
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -160,8 +165,8 @@ class EpochStats:
         train_acc: Accuracy on the points trained on (adversarial for W-DRO and PGD-AT).
         lr_end: Learning rate at the epoch's last step.
         seconds: Wall time of the epoch.
-        val: With a validation set: ``mean_accuracy``, ``worst_group_accuracy``, ``gap`` and
-            ``by_group`` {name: accuracy}.
+        val: With a validation set: :meth:`core.fairness.GroupAccuracy.summary` (``mean_accuracy``,
+            ``worst_group_accuracy``, ``worst_group``, ``gap``, ``by_group`` {name: {accuracy, n}}).
         gamma: W-DRO (budget or penalty form): the multiplier at the end of the epoch.
         q: Group DRO: {group name: weight}.
         cost_mean: W-DRO: mean transport cost spent per example.

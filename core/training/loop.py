@@ -76,7 +76,7 @@ def train_model(
     if cfg.method == "group-dro" and n_groups < 2:
         raise ValueError(NO_GROUPS.format(n=n_groups))
     if cfg.method in ("wdro", "wdro-naive"):
-        get_measure(cfg.metric).check(x_all.shape)
+        get_measure(cfg.measure).check(x_all.shape)
     if out_dir is not None and dist.rank == 0:
         check_writable(out_dir)  # a read-only or missing folder fails now, not after the first epoch
     net = _initial_model(model, cfg, train, copy_model=copy_model).to(device)  # the plain module: attacks, saving
@@ -214,10 +214,4 @@ def run_seed(*parts: int) -> int:
 
 def val_report(net: nn.Module, x, y, g, groups) -> dict[str, Any]:
     pred = predict(net, x)
-    acc = group_accuracy(pred.cpu(), y.cpu(), g.cpu(), len(groups))
-    return {
-        "mean_accuracy": acc.mean_accuracy,
-        "worst_group_accuracy": acc.worst_group_accuracy,
-        "gap": acc.gap,
-        "by_group": {name: a for name, a in zip(groups, acc.accuracy)},
-    }
+    return group_accuracy(pred.cpu(), y.cpu(), g.cpu(), len(groups)).summary(groups)

@@ -146,10 +146,10 @@ class NaiveWDRO(Method):
         cfg = self.cfg
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.gen))
         if cfg.budget is not None:
-            attack = WDRO(ctx.net, metric=cfg.metric, budget=cfg.budget, dual="bisection", steps=cfg.naive_steps,
+            attack = WDRO(ctx.net, measure=cfg.measure, budget=cfg.budget, dual="bisection", steps=cfg.naive_steps,
                           bisection_rounds=cfg.naive_rounds, gamma_init=cfg.gamma_init)
         else:
-            attack = WDRO(ctx.net, metric=cfg.metric, gamma=cfg.gamma, steps=cfg.naive_steps)
+            attack = WDRO(ctx.net, measure=cfg.measure, gamma=cfg.gamma, steps=cfg.naive_steps)
         result = attack(batch.x, batch.y, seed=seed)
         cost = result.cost.detach()
         return result.x_adv, {"gamma": float(result.final_gamma.mean()), "cost": float(cost.mean())}, cost
@@ -195,13 +195,13 @@ class FastWDRO(Method):
 
     def __init__(self, cfg, x_all, n_groups):
         super().__init__(cfg, x_all, n_groups)
-        self.measure = get_measure(cfg.metric)
+        self.measure = get_measure(cfg.measure)
         self.pointwise = cfg.budget_mode == "pointwise"
         gamma0 = cfg.gamma if cfg.gamma is not None else (cfg.gamma_init or 1.0 / cfg.budget)
         self.log_gamma = math.log(gamma0)
         self.delta = torch.zeros_like(x_all, device="cpu")  # (N, C, H, W)
         self.visited = torch.zeros(x_all.shape[0], dtype=torch.bool)  # (N,)
-        self.cost_fn: Any = None  # the prepared cost of the current batch
+        self.cost_of: Any = None  # the prepared cost of the current batch
         self.current_step = 0.0  # the ascent step of the current batch
 
     @property
@@ -223,7 +223,7 @@ class FastWDRO(Method):
         if cfg.cvar < 1.0:
             objective = self.cvar_objective(logits, y, x_train)
         else:
-            penalty = self.gamma * self.cost_fn(x_train).sum() / len(y) if self.cost_fn is not None else 0.0
+            penalty = self.gamma * self.cost_of(x_train).sum() / len(y) if self.cost_of is not None else 0.0
             objective = loss - penalty
         w = cfg.clean_weight
         if w:  # mixed: the clean term adds nothing to the input gradient at x_train, only scales it
@@ -240,7 +240,7 @@ class FastWDRO(Method):
         losses = F.cross_entropy(logits, y, reduction="none")
         k = max(1, math.ceil(self.cfg.cvar * len(y)))
         weights = torch.zeros_like(losses).scatter(0, losses.detach().topk(k).indices, 1.0 / k)
-        cost = self.cost_fn(x_train) if self.cost_fn is not None else torch.zeros_like(losses)
+        cost = self.cost_of(x_train) if self.cost_of is not None else torch.zeros_like(losses)
         return (weights * (losses - self.gamma * cost)).sum()
 
     def inner(self, batch: Batch, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,31 +254,31 @@ class FastWDRO(Method):
         noise = cfg.init_noise * (2 * torch.rand(x.shape, device=x.device, generator=ctx.noise_gen) - 1)
         delta = torch.where(fresh, noise, delta)
         x_adv = (x + delta).clamp(0.0, 1.0)
-        self.cost_fn = self.measure.prepare(x)
+        self.cost_of = self.measure.prepare(x)
         gamma = self.gamma
         was_training = net.training
         net.eval()
         for _ in range(cfg.inner_steps):
             x_adv = x_adv.detach().requires_grad_(True)
             loss = F.cross_entropy(net(x_adv), y, reduction="none")
-            cost = self.cost_fn(x_adv)
+            cost = self.cost_of(x_adv)
             (grad,) = torch.autograd.grad((loss - gamma * cost).sum(), x_adv)
             x_adv = ascend(x, x_adv.detach(), grad, self.current_step)
         net.train(was_training)
         with torch.no_grad():
-            cost = self.cost_fn(x_adv).nan_to_num(0.0)  # (N,) the cost of the ascent's points
+            cost = self.cost_of(x_adv).nan_to_num(0.0)  # (N,) the cost of the ascent's points
         if self.pointwise:
-            x_adv = fit_budget(x, x_adv.detach(), self.cost_fn, cfg.budget, mode="pointwise", rounds=FIT_ROUNDS)
+            x_adv = fit_budget(x, x_adv.detach(), self.cost_of, cfg.budget, mode="pointwise", rounds=FIT_ROUNDS)
             with torch.no_grad():
-                cost = self.cost_fn(x_adv).nan_to_num(0.0)
+                cost = self.cost_of(x_adv).nan_to_num(0.0)
         elif cfg.budget is not None:
             stats = ctx.dist.sum(torch.tensor([float(cost.sum()), float(len(cost))], dtype=torch.float64))
             mean_cost = float(stats[0] / stats[1])
             self.log_gamma = dual_update(self.log_gamma, mean_cost, cfg.budget, cfg.dual_lr)
             if cfg.fit_budget and mean_cost > cfg.budget:
-                x_adv = fit_budget(x, x_adv.detach(), self.cost_fn, cfg.budget, rounds=FIT_ROUNDS)
+                x_adv = fit_budget(x, x_adv.detach(), self.cost_of, cfg.budget, rounds=FIT_ROUNDS)
                 with torch.no_grad():
-                    cost = self.cost_fn(x_adv).nan_to_num(0.0)
+                    cost = self.cost_of(x_adv).nan_to_num(0.0)
         return x_adv.detach(), cost
 
     def store_free_step(self, batch: Batch, x_train: torch.Tensor, grad: torch.Tensor | None) -> None:
