@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,13 @@ def test_the_library_never_imports_the_app_services():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.startswith("core.services")]
     assert offenders == []
+
+
+def test_the_readme_layout_names_every_module():
+    """The README's Layout section has a line for every module of core/ (a new module needs one)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    named = set(re.findall(r"[\w/]*?(\w+\.py)\b", block))
+    modules = {p.name for p in CORE.rglob("*.py") if p.name != "__init__.py"}
+    assert len(modules) >= 40 and "protocol.py" in modules
+    assert sorted(modules - named) == []
