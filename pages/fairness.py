@@ -16,6 +16,7 @@ from core.services.fairness_demo import (
     load_demo,
     load_demo_evaluation,
     load_fairness_map,
+    map_coverage,
     map_verdict,
     train_and_evaluate,
 )
@@ -206,7 +207,7 @@ if dataset == DEFAULT and summary is not None:
     st.caption("The same minority (5% of 12,000 training images) rendered four ways, ordered by how far a "
                "rendering is from the original in the transport cost (mean 1 - padded SSIM between an image and "
                "its rendering). Bars: each method's accuracy on the test split minus ERM's, paired by seed, mean "
-               "and 95% interval over the seeds in the table (PGD-AT was not run under this protocol). "
+               "and 95% interval over the seeds run (hover a bar for their number). " + map_coverage(summary)
                + (f"W-DRO meets the target (+{TARGET_WORST:g} worst-group points, at most 1 mean point lost) on: "
                   f"{', '.join(helped)}. " if helped else
                   f"W-DRO meets the target (+{TARGET_WORST:g} worst-group points) on no rendering. ")

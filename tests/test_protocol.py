@@ -182,7 +182,7 @@ def _row(rendering, seed, method, worst, mean, distance_groups=("standard", "inv
 
 def test_report_pairs_seeds_and_the_verdict_reads_the_target(tmp_path, capsys):
     from bench.fairness_benchmark import main, slug
-    from core.services.fairness_demo import map_verdict
+    from core.services.fairness_demo import map_coverage, map_verdict
     from core.services.figures import fairness_map
 
     cases = {  # rendering: (ERM worst, W-DRO worst, ERM mean, W-DRO mean) per seed
@@ -216,6 +216,9 @@ def test_report_pairs_seeds_and_the_verdict_reads_the_target(tmp_path, capsys):
     bars = [trace for trace in fig.data if trace.name == "W-DRO"]
     assert list(bars[0].y) == pytest.approx([6.0, -2.0])  # equal distances: the map's order
     assert "| W-DRO | val-worst |" in capsys.readouterr().out
+    assert map_coverage(summary) == ""  # every method on every rendering
+    del summary["renderings"]["blur"]["methods"]["W-DRO"]
+    assert map_coverage(summary) == "Run under this protocol: W-DRO only on inverted. "
 
 
 def test_the_bundled_map_is_the_report_of_the_bundled_runs(tmp_path, monkeypatch, capsys):

@@ -134,6 +134,18 @@ def map_verdict(summary: dict[str, Any], method: str = "W-DRO", *, selection: st
     return out
 
 
+def map_coverage(summary: dict[str, Any]) -> str:
+    """One sentence on the map's methods that were not run on every rendering ("" when all were)."""
+    renderings = sorted(summary["renderings"], key=lambda name: summary["renderings"][name]["distance"] or 0.0)
+    methods = dict.fromkeys(m for r in renderings for m in summary["renderings"][r]["methods"] if m != "ERM")
+    parts = []
+    for method in methods:
+        ran = [r for r in renderings if "vs_erm" in summary["renderings"][r]["methods"].get(method, {})]
+        if len(ran) < len(renderings):
+            parts.append(f"{method} only on {', '.join(ran)}" if ran else f"{method} on none")
+    return f"Run under this protocol: {'; '.join(parts)}. " if parts else ""
+
+
 def load_demo(
     name: str, *, device: torch.device | str = "cpu", folder: str | os.PathLike[str] = DEMO_DIR
 ) -> tuple[nn.Module, dict[str, Any]]:
