@@ -183,7 +183,7 @@ def _row(rendering, seed, method, worst, mean, distance_groups=("standard", "inv
 def test_report_pairs_seeds_and_the_verdict_reads_the_target(tmp_path, capsys):
     from bench.fairness_benchmark import main, slug
     from core.services.fairness_demo import map_coverage, map_verdict
-    from core.services.figures import fairness_map
+    from core.services.figures import AXIS_FLOOR, fairness_map
 
     cases = {  # rendering: (ERM worst, W-DRO worst, ERM mean, W-DRO mean) per seed
         "inverted": ([0.70, 0.72, 0.74], [0.76, 0.77, 0.81], [0.80, 0.81, 0.82], [0.795, 0.80, 0.82]),
@@ -215,6 +215,11 @@ def test_report_pairs_seeds_and_the_verdict_reads_the_target(tmp_path, capsys):
     fig = fairness_map(summary)
     bars = [trace for trace in fig.data if trace.name == "W-DRO"]
     assert list(bars[0].y) == pytest.approx([6.0, -2.0])  # equal distances: the map's order
+    assert fig.layout.yaxis.range is None  # nothing below the floor: the whole axis
+    vs["worst_group_accuracy"] = [-50.0, 3.0]  # a collapse would flatten the other bars
+    cut = fairness_map(summary)
+    assert tuple(cut.layout.yaxis.range)[0] == AXIS_FLOOR and cut.layout.yaxis2.range is None
+    assert "-50" in [a.text for a in cut.layout.annotations]  # the cut bar keeps its value
     assert "| W-DRO | val-worst |" in capsys.readouterr().out
     assert map_coverage(summary) == ""  # every method on every rendering
     del summary["renderings"]["blur"]["methods"]["W-DRO"]

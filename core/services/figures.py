@@ -229,6 +229,9 @@ def cost_by_group(entries: Mapping[str, Mapping], groups: Sequence[str], *, atta
     return fig
 
 
+AXIS_FLOOR = -20.0  # the map's y-axis stops here; bars below it are labelled with their value
+
+
 def fairness_map(summary: Mapping, *, selection: str = "last") -> go.Figure:
     """Where perceptual DRO helps and where it cannot: each method's accuracy minus ERM's, per minority rendering.
 
@@ -236,7 +239,8 @@ def fairness_map(summary: Mapping, *, selection: str = "last") -> go.Figure:
     ``python -m bench.fairness_benchmark --report DIR --asset ...``). The renderings are
     ordered by their distance (mean transport cost between an image and its rendering);
     bars are means over seeds of the paired difference to ERM with 95% t-intervals.
-    Left: worst-group accuracy; right: mean accuracy (points).
+    Left: worst-group accuracy; right: mean accuracy (points). An axis with a bar below
+    :data:`AXIS_FLOOR` is cut there, and each such bar is labelled with its value.
     """
     from plotly.subplots import make_subplots
 
@@ -261,6 +265,14 @@ def fairness_map(summary: Mapping, *, selection: str = "last") -> go.Figure:
                           row=1, col=col)
     for col in (1, 2):
         fig.add_hline(y=0, line_color="#444", line_width=1, row=1, col=col)
+        # a collapse (PGD-AT on fog: -73 points) would flatten every other bar: cut the axis, label what is cut
+        low = [(x, y) for trace in fig.data if trace.xaxis == ("x" if col == 1 else "x2")
+               for x, y in zip(trace.x, trace.y) if y is not None and y < AXIS_FLOOR]
+        if low:
+            fig.update_yaxes(range=[AXIS_FLOOR, 8], row=1, col=col)
+            for x, y in low:
+                fig.add_annotation(x=x, y=AXIS_FLOOR, text=f"{y:+.0f}", showarrow=False, yshift=8,
+                                   font=dict(size=12, color="#222"), row=1, col=col)
     fig.add_hline(y=5, line_dash="dot", line_color="#888", row=1, col=1, annotation_text="target +5",
                   annotation_position="top left")
     fig.update_xaxes(title="minority rendering (distance)")
