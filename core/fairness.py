@@ -441,11 +441,7 @@ def fairness_report(
     if binary or (binary is None and _binary_defined(pred_a, y_a, g_a, len(names))):
         metrics = binary_fairness(pred_a, y_a, g_a, num_groups=len(names), group_names=names)
     return FairnessReport(
-        mean_accuracy=acc.mean_accuracy,
-        worst_group_accuracy=acc.worst_group_accuracy,
-        worst_group=names[acc.worst_group],
-        gap=acc.gap,
-        by_group=acc.by_group(names),
+        **acc.summary(names),
         binary=metrics,
         ci=ci,
         confidence=float(confidence),

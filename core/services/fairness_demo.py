@@ -112,6 +112,11 @@ def load_fairness_map(folder: str | os.PathLike[str] = DEMO_DIR) -> dict[str, An
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def map_order(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The map's renderings as ``(name, entry)``, nearest to the majority first (by distance in the cost)."""
+    return sorted(summary["renderings"].items(), key=lambda item: item[1]["distance"] or 0.0)
+
+
 TARGET_WORST, TARGET_MEAN_LOSS, TARGET_FLOOR = 5.0, 1.0, -1.0  # issue targets, points against ERM
 
 
@@ -121,8 +126,7 @@ def map_verdict(summary: dict[str, Any], method: str = "W-DRO", *, selection: st
     most 1 mean point (``helps``), and never more than 1 worst-group point below ERM (``harms`` when it is).
     Renderings where ``method`` was not run are left out."""
     out = {}
-    ordered = sorted(summary["renderings"].items(), key=lambda item: item[1]["distance"] or 0.0)  # as the map
-    for name, entry in ordered:
+    for name, entry in map_order(summary):
         if "vs_erm" not in entry["methods"].get(method, {}):
             continue  # not run (or no ERM to pair with) on this rendering
         vs = entry["methods"][method]["vs_erm"][selection]
@@ -136,11 +140,11 @@ def map_verdict(summary: dict[str, Any], method: str = "W-DRO", *, selection: st
 
 def map_coverage(summary: dict[str, Any]) -> str:
     """One sentence on the map's methods that were not run on every rendering ("" when all were)."""
-    renderings = sorted(summary["renderings"], key=lambda name: summary["renderings"][name]["distance"] or 0.0)
-    methods = dict.fromkeys(m for r in renderings for m in summary["renderings"][r]["methods"] if m != "ERM")
+    renderings = map_order(summary)
+    methods = dict.fromkeys(m for _, entry in renderings for m in entry["methods"] if m != "ERM")
     parts = []
     for method in methods:
-        ran = [r for r in renderings if "vs_erm" in summary["renderings"][r]["methods"].get(method, {})]
+        ran = list(map_verdict(summary, method))  # the renderings it was run (and paired with ERM) on
         if len(ran) < len(renderings):
             parts.append(f"{method} only on {', '.join(ran)}" if ran else f"{method} on none")
     return f"Run under this protocol: {'; '.join(parts)}. " if parts else ""

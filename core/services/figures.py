@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from core.services.compare import SweepPoint
+from core.services.fairness_demo import map_order
 from core.measures import MEASURES
 
 BEFORE, AFTER = "#4C78A8", "#E45756"
@@ -244,7 +245,7 @@ def fairness_map(summary: Mapping, *, selection: str = "last") -> go.Figure:
     """
     from plotly.subplots import make_subplots
 
-    renderings = sorted(summary["renderings"].items(), key=lambda item: item[1]["distance"] or 0.0)
+    renderings = map_order(summary)
     labels = [f"{name} ({entry['distance']:.2f})" if entry["distance"] is not None else name
               for name, entry in renderings]
     fig = make_subplots(rows=1, cols=2, subplot_titles=["worst group minus ERM (points)",
@@ -266,10 +267,12 @@ def fairness_map(summary: Mapping, *, selection: str = "last") -> go.Figure:
     for col in (1, 2):
         fig.add_hline(y=0, line_color="#444", line_width=1, row=1, col=col)
         # a collapse (PGD-AT on fog: -73 points) would flatten every other bar: cut the axis, label what is cut
-        low = [(x, y) for trace in fig.data if trace.xaxis == ("x" if col == 1 else "x2")
-               for x, y in zip(trace.x, trace.y) if y is not None and y < AXIS_FLOOR]
+        bars = [(x, y, e) for trace in fig.data if trace.xaxis == ("x" if col == 1 else "x2")
+                for x, y, e in zip(trace.x, trace.y, trace.error_y.array) if y is not None]
+        low = [(x, y) for x, y, _ in bars if y < AXIS_FLOOR]
         if low:
-            fig.update_yaxes(range=[AXIS_FLOOR, 8], row=1, col=col)
+            top = max([7.0] + [y + e + 1.0 for _, y, e in bars])  # room for the target line, its label and every interval
+            fig.update_yaxes(range=[AXIS_FLOOR, top], row=1, col=col)
             for x, y in low:
                 fig.add_annotation(x=x, y=AXIS_FLOOR, text=f"{y:+.0f}", showarrow=False, yshift=8,
                                    font=dict(size=12, color="#222"), row=1, col=col)
