@@ -5,6 +5,13 @@ Every file the project writes (PNG images, weights, checkpoints, JSON cards) goe
 disk, and replace the target in one :func:`os.replace`. When anything fails (a full disk,
 a read-only folder) the temporary file is removed, the previous version of the target is
 left as it was, and one :class:`WriteError` says what happened in one line.
+
+Nothing but a regular file is ever replaced: a folder, a device, a FIFO, a socket or a
+symbolic link at the target is refused (:data:`NOT_REGULAR`), so ``--out /dev/full`` or a
+link into another folder cannot turn into a file. With ``replace=False`` an existing file is
+refused too (:data:`EXISTS`), and the check is atomic: the temporary file is hard-linked to
+the target, which fails if anything appeared there in the meantime. The command line writes
+its ``--out`` this way unless ``--force`` is given (:func:`check_output` refuses before any work).
 """
 
 from __future__ import annotations
@@ -15,23 +22,33 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WRITE_FAILED", "WriteError", "atomic_save", "atomic_write", "check_writable"]
+__all__ = ["EXISTS", "NOT_REGULAR", "WRITE_FAILED", "WriteError", "atomic_save", "atomic_write", "check_output",
+           "check_writable"]
 
 WRITE_FAILED = "could not write {name} in {folder}: {reason}"
+NOT_REGULAR = "refusing to write {path}: it is {kind}, not a regular file"
+EXISTS = "refusing to replace {path}: it exists (pass --force to replace it)"
 
 
 class WriteError(OSError):
     """A file could not be written; the message is one line and the target is unchanged."""
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, replace: bool = True) -> Path:
     """Write ``data`` (bytes, or text as UTF-8) to ``path`` atomically; return the path.
+
+    Args:
+        path: The target file.
+        data: Its content.
+        replace: Replace an existing regular file (default). ``False`` refuses it.
 
     Raises:
         WriteError: the folder or the file cannot be written (full disk, read-only folder,
-            missing permissions). Nothing is left behind and an existing ``path`` is untouched.
+            missing permissions), the target is not a regular file, or it exists and
+            ``replace=False``. Nothing is left behind and an existing ``path`` is untouched.
     """
     target = Path(path)
+    check_output(target, force=replace)
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -42,10 +59,16 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temporary, target)
+            if replace:
+                check_output(target, force=True)  # still a regular file (or nothing) just before the rename
+                os.replace(temporary, target)
+            else:
+                _place_new(temporary, target)
         except BaseException:
             _remove(temporary)
             raise
+    except WriteError:
+        raise
     except OSError as err:
         reason = err.strerror or str(err) or type(err).__name__
         raise WriteError(WRITE_FAILED.format(name=target.name, folder=target.parent, reason=reason)) from None
@@ -61,6 +84,22 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     return atomic_write(path, buffer.getvalue())
 
 
+def check_output(path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Refuse an output path that must not be written: anything but a regular file, or an existing
+    file unless ``force``. Call it before long work, so a refusal costs nothing.
+
+    Raises:
+        WriteError: one line, :data:`NOT_REGULAR` or :data:`EXISTS`.
+    """
+    target = Path(path)
+    kind = _special_kind(target)
+    if kind is not None:
+        raise WriteError(NOT_REGULAR.format(path=target, kind=kind))
+    if not force and target.exists():
+        raise WriteError(EXISTS.format(path=target))
+    return target
+
+
 def check_writable(folder: str | os.PathLike[str]) -> Path:
     """Create ``folder`` if needed and check a file can be written there, before any long work.
 
@@ -71,6 +110,39 @@ def check_writable(folder: str | os.PathLike[str]) -> Path:
     probe = atomic_write(folder / ".write-check", b"")
     _remove(probe)
     return folder
+
+
+def _special_kind(path: Path) -> str | None:
+    """What ``path`` is when it exists and is not a regular file (``"a folder"``, ...), else ``None``."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None  # the write itself will fail with its own reason
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def _place_new(temporary: Path, target: Path) -> None:
+    """Give ``temporary`` the name ``target`` only if nothing is there (a hard link fails on any entry)."""
+    try:
+        os.link(temporary, target)
+    except FileExistsError:
+        raise WriteError(EXISTS.format(path=target)) from None
+    except OSError:  # a file system without hard links: check, then rename (not atomic against a racer)
+        if os.path.lexists(target):
+            raise WriteError(EXISTS.format(path=target)) from None
+        os.replace(temporary, target)
+        return
+    _remove(temporary)
 
 
 def _remove(path: Path) -> None:

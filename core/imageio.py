@@ -371,7 +371,7 @@ def png_bytes(x: torch.Tensor | Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def save_png(x: torch.Tensor | Image.Image, path: str | os.PathLike[str]) -> pathlib.Path:
+def save_png(x: torch.Tensor | Image.Image, path: str | os.PathLike[str], *, replace: bool = True) -> pathlib.Path:
     """Save a tensor or a PIL image as a lossless PNG file, atomically.
 
     The image is encoded in memory first, written to a temporary file in the
@@ -382,7 +382,9 @@ def save_png(x: torch.Tensor | Image.Image, path: str | os.PathLike[str]) -> pat
     Args:
         x: What :func:`png_bytes` accepts: a tensor of shape ``(C, H, W)`` or
             ``(1, C, H, W)`` with values in ``[0, 1]``, or a PIL image.
-        path: Where to write the file; an existing file is replaced.
+        path: Where to write the file; an existing regular file is replaced unless
+            ``replace=False``; anything else (a folder, a device, a link) is refused.
+        replace: Replace an existing file (default) or refuse it.
 
     Returns:
         ``path`` as a :class:`pathlib.Path`.
@@ -397,7 +399,7 @@ def save_png(x: torch.Tensor | Image.Image, path: str | os.PathLike[str]) -> pat
         raise TypeError(ERR_PATH_TYPE.format(actual=_type_name(path)))
     target = pathlib.Path(os.fspath(path))
     data = png_bytes(x)
-    return atomic_write(target, data)
+    return atomic_write(target, data, replace=replace)
 
 
 def load_tensor(

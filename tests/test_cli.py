@@ -467,3 +467,42 @@ def test_train_says_loudly_when_it_falls_back_to_the_bundled_images(capsys, monk
     code, out, err = run(capsys, "train", "--dataset", "fmnist-groups", "--method", "erm", "--epochs", "1",
                          "--data-option", "source=bundled", "--out", str(tmp_path / "run2"), "--quiet")
     assert code == 0 and "NOTE" not in err  # asked for: no notice
+
+
+@pytest.mark.parametrize("make, text", [
+    (lambda p: p.write_text("notes"), "it exists (pass --force to replace it)"),
+    (lambda p: p.mkdir(), "it is a folder, not a regular file"),
+    (lambda p: os.mkfifo(p), "it is a FIFO, not a regular file"),
+    (lambda p: [(p.parent / "target.txt").write_text("notes"), p.symlink_to(p.parent / "target.txt")],
+     "it is a symbolic link, not a regular file"),
+])
+def test_attack_never_replaces_what_it_was_not_asked_to(capsys, tmp_path, make, text):
+    out = tmp_path / "out.png"
+    make(out)
+    before = sorted((p.name, p.is_symlink(), p.is_dir()) for p in tmp_path.iterdir())
+    code, stdout, stderr = run(capsys, *attack_argv(out, "--attack", "fgsm", "--eps", "0.03"))
+    assert code == 1 and stdout == "" and stderr.count("\n") == 1 and text in stderr, stderr
+    assert sorted((p.name, p.is_symlink(), p.is_dir()) for p in tmp_path.iterdir()) == before
+    if text.startswith("it exists"):
+        assert out.read_text() == "notes"
+        code, _, stderr = run(capsys, *attack_argv(out, "--attack", "fgsm", "--eps", "0.03", "--force"))
+        assert code == 0, stderr
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # replaced on request
+    else:  # --force replaces a regular file only: a folder, a FIFO, a link stay refused
+        code, _, stderr = run(capsys, *attack_argv(out, "--attack", "fgsm", "--eps", "0.03", "--force"))
+        assert code == 1 and text in stderr
+        if out.is_symlink():
+            assert (tmp_path / "target.txt").read_text() == "notes"
+
+
+def test_train_refuses_a_folder_that_holds_a_run_and_leaves_no_folder_when_it_fails(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "model.pt").write_bytes(b"a run of last week")
+    argv = ["train", "--method", "erm", "--epochs", "1", "--data-option", "source=bundled", "--quiet"]
+    code, _, err = run(capsys, *argv, "--out", str(run_dir))
+    assert code == 1 and err.count("\n") == 1 and "holds model.pt (pass --resume" in err
+    assert (run_dir / "model.pt").read_bytes() == b"a run of last week"
+    fresh = tmp_path / "never-written"
+    code, _, err = run(capsys, *argv, "--out", str(fresh), "--width", "0")  # fails before the first write
+    assert code == 1 and err.count("\n") == 1 and not fresh.exists()
