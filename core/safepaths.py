@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from core.cancel import check_cancelled
+
 __all__ = [
     "DATA_ROOTS_VARIABLE",
     "MAX_ZIP_BYTES",
@@ -131,6 +133,7 @@ def extract_zip(data: bytes, folder: str | os.PathLike[str], *, max_members: int
                 raise ValueError(ZIP_MEMBER.format(index=index))
         target.mkdir(parents=True, exist_ok=True)
         for index, member in enumerate(members, start=1):
+            check_cancelled()  # a job's Cancel stops the unpacking between two members
             path = resolve_inside(target, member.filename, what=f"archive member #{index}", shown_root="the archive")
             if member.is_dir():
                 path.mkdir(parents=True, exist_ok=True)

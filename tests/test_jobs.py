@@ -92,3 +92,35 @@ def test_a_session_holder_cancels_its_job_when_released():
     assert started.wait(5)
     _release_session_jobs(holder)  # what Streamlit calls when the session ends
     assert holder.job.wait(5) and holder.job.cancelled and holder.job.result() == "stopped"
+
+
+def test_cancel_stops_a_job_that_is_still_loading_its_data(tmp_path):
+    """Loading has no training step to poll between: Cancel must still free the slot within 2 s (core.cancel)."""
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    from core.data import load_group_dataset
+    from core.services.jobs import JobSlots
+
+    noise = np.random.default_rng(0).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "big.png")  # ~40 ms to decode and resize
+    rows = [f"big.png,{k % 2},{k % 3 == 0}" for k in range(2000)]  # the same file 2,000 times: ~80 s to load
+    (tmp_path / "metadata.csv").write_text("path,label,group\n" + "\n".join(rows) + "\n")
+    slots = JobSlots(1)
+    loading = threading.Event()
+
+    def work(report, should_stop):
+        loading.set()
+        return load_group_dataset("csv", "train", root=tmp_path)
+
+    job = Job(work, slots=slots).start()
+    assert loading.wait(5)
+    time.sleep(0.5)
+    assert not job.done and slots.running == 1
+    cancelled_at = time.monotonic()
+    job.cancel()
+    assert job.wait(2.0), "still loading 2 s after Cancel"
+    assert time.monotonic() - cancelled_at < 2.0
+    assert slots.running == 0 and job.result() is None and job.status.cancelled

@@ -20,11 +20,15 @@ def load_images(
 
     ``resolve`` turns a name into a path (and refuses one outside its folder with ValueError);
     a refused or unreadable image raises ValueError with the message ``error(k, name, err)``.
+    Inside :func:`core.cancel.cancellable`, a cancelled job raises :class:`core.cancel.Cancelled`
+    before the next file.
     """
+    from core.cancel import check_cancelled
     from core.imageio import load_tensor
 
     x = np.empty((len(names), channels, size, size), dtype=np.uint8)
     for k, name in enumerate(names):
+        check_cancelled()  # a job's Cancel stops the loop between two files
         try:
             image = load_tensor(resolve(name), channels=channels, size=size)
         except ValueError as err:

@@ -77,6 +77,7 @@ import torch
 from torch import nn
 
 from core.attacks import WDRO, PGDLinf
+from core.cancel import CANCELLED, Cancelled
 from core.data import GroupDataset, bundled_notice, load_group_dataset
 from core.evaluation import predict, robust_fairness
 from core.fairness import fairness_report
@@ -177,6 +178,7 @@ def evaluate_model(
     progress: Callable[[float, str], None] | None = None,
     attacked: bool = True,
     clean_subset: torch.Tensor | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """One model's entry of ``evaluation.json`` (without ``label`` and ``path``).
 
@@ -190,6 +192,8 @@ def evaluate_model(
         attacked: ``False``: clean accuracy only (``under_attack`` is empty), as for a cancelled run.
         clean_subset: Indices of ``test`` the clean accuracy is measured on (default: all of it);
             ``entry["clean_images"]`` says how many.
+        should_stop: Polled after every attacked batch; when it returns True,
+            :class:`core.cancel.Cancelled` is raised (a job then ends with no result).
     """
     say = progress or (lambda fraction, text: None)
     device = next(model.parameters()).device
@@ -208,6 +212,8 @@ def evaluate_model(
     under = {}
     for i, (key, attack) in enumerate(attacks.items() if attacked else ()):
         def batch_done(done: int, total: int, i: int = i, key: str = key) -> None:
+            if should_stop is not None and should_stop():
+                raise Cancelled(CANCELLED)
             say((i + done / total) / len(attacks), f"under attack: {key}, {done} of {total} images")
 
         under[key] = robust_fairness(model, xs, ys, gs.cpu(), attack, test.groups, seed=0,
@@ -304,7 +310,8 @@ def train_and_evaluate(
     short = result.cancelled and cancelled_sample is not None
     sample = attacked_subset(len(test), min(cancelled_sample, len(test))) if short else None
     entry = evaluate_model(result.model, info, test, subset, bootstrap=bootstrap, attacked=not short,
-                           clean_subset=sample, progress=lambda f, text: say(0.8 + 0.2 * f, text))
+                           clean_subset=sample, progress=lambda f, text: say(0.8 + 0.2 * f, text),
+                           should_stop=None if result.cancelled else should_stop)
     return result.model, {**entry, "cancelled": result.cancelled, "dataset": dataset, "groups": list(test.groups),
                           "notice": bundled_notice(train, options)}
 

@@ -4,7 +4,9 @@ The app trains models while the page keeps answering: the page starts a :class:`
 polls :attr:`Job.status` a few times a second to draw a progress bar, and a Cancel button
 calls :meth:`Job.cancel`. The work function receives two callables, ``report(fraction,
 text)`` and ``should_stop()``, and is expected to poll ``should_stop`` and return early
-(:func:`core.training.train_model` does, between steps).
+(:func:`core.training.train_model` does, between steps). Loops that take no callback (loading
+image files, unpacking a zip) stop through :mod:`core.cancel`: a job cancelled there ends with
+the result ``None``.
 
 Example::
 
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from core.cancel import Cancelled, cancellable
 from core.validation import check_positive_int
 
 T = TypeVar("T")
@@ -111,7 +114,10 @@ class Job(Generic[T]):
 
     def _run(self) -> None:
         try:
-            self._result = self._work(self._report, self._stop.is_set)
+            with cancellable(self._stop.is_set):  # loading and unpacking stop too (core.cancel)
+                self._result = self._work(self._report, self._stop.is_set)
+        except Cancelled:
+            self._result = None  # cancelled before it had a result
         except BaseException as err:  # handed to the caller by result()
             self._error = err
         finally:
