@@ -5,7 +5,7 @@ download for users), ``groups`` (the :class:`GroupDataset` contract and registry
 ``fmnist_groups``, ``celeba`` and ``csv_groups`` (one loader each), ``splits`` (seeded
 choices and the one stratified split), ``images`` (image files into an array).
 
-Three data sets sit in the registry :data:`GROUP_DATASETS`, all loaded through
+Four data sets sit in the registry :data:`GROUP_DATASETS`, all loaded through
 :func:`load_group_dataset` and all returned as a :class:`GroupDataset`:
 
 * ``"fmnist-groups"`` (the default, works offline): Fashion-MNIST in which a
@@ -15,6 +15,10 @@ Three data sets sit in the registry :data:`GROUP_DATASETS`, all loaded through
   images and half of the validation and test images, so that plain ERM learns
   it less well and both groups are measured precisely. See
   :func:`load_fmnist_groups` for why and for the measured gap.
+* ``"fmnist-shortcut"`` (offline): Fashion-MNIST whose images carry a cue (a bright
+  mark or a faint border pattern) that names the class on 99% of the training images and
+  another class on the rest: the shortcut that robust training can undo when switching the
+  cue lies inside its ball (:mod:`core.data.fmnist_shortcut`).
 * ``"celeba"``: CelebA in torchvision's folder layout, a target attribute
   (default ``Blond_Hair``) by a group attribute (default ``Male``), as in Group
   DRO (Sagawa et al., ICLR 2020). Needs the data on disk; nothing downloads.
@@ -47,6 +51,7 @@ from core.data.fashion_mnist import (
     write_idx,
 )
 from core.data.fmnist_groups import BUNDLED_NOTICE, BUNDLED_SPLIT_SIZES, FMNIST_GROUPS, bundled_notice, load_fmnist_groups
+from core.data.fmnist_shortcut import CUES, MIRROR_SAFE, SHORTCUT_GROUPS, cue_distance, load_fmnist_shortcut
 from core.data.groups import GROUP_DATASETS, GroupDataset, GroupDatasetSpec, load_group_dataset
 from core.data.splits import SPLITS
 
@@ -55,6 +60,13 @@ GROUP_DATASETS.add("fmnist-groups", GroupDatasetSpec(
     "Fashion-MNIST, 10 classes; 5% of the training images shown with inverted contrast (the minority group)",
     load_fmnist_groups,
     offline=True,
+))
+GROUP_DATASETS.add("fmnist-shortcut", GroupDatasetSpec(
+    "fmnist-shortcut",
+    "Fashion-MNIST with a cue (a bright mark or a faint pattern) that names the class on 99% of the training images",
+    load_fmnist_shortcut,
+    offline=True,
+    mirror_safe=MIRROR_SAFE,
 ))
 GROUP_DATASETS.add("celeba", GroupDatasetSpec(
     "celeba", "CelebA faces: Blond_Hair by Male (both selectable); needs the data on disk", load_celeba, offline=False,
@@ -68,14 +80,17 @@ __all__ = [
     "BUNDLED_SIZE",
     "BUNDLED_SPLIT_SIZES",
     "FASHION_MNIST_CLASSES",
+    "CUES",
     "FMNIST_GROUPS",
     "GROUP_DATASETS",
+    "SHORTCUT_GROUPS",
     "SPLITS",
     "DataSource",
     "FashionMNIST",
     "GroupDataset",
     "GroupDatasetSpec",
     "bundled_notice",
+    "cue_distance",
     "default_data_root",
     "download_fashion_mnist",
     "fashion_mnist_sources",
@@ -83,6 +98,7 @@ __all__ = [
     "load_csv_groups",
     "load_fashion_mnist",
     "load_fmnist_groups",
+    "load_fmnist_shortcut",
     "load_group_dataset",
     "read_idx",
     "write_idx",

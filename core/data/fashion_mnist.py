@@ -19,7 +19,7 @@ https://github.com/zalandoresearch/fashion-mnist.
 
 Example::
 
-    from core.datasets import load_fashion_mnist
+    from core.data import load_fashion_mnist
 
     data = load_fashion_mnist("test")          # first source that has the split
     x, y = data.tensors()                      # float32 (N, 1, 28, 28) in [0, 1], int64 (N,)
@@ -320,7 +320,7 @@ def _not_found_message(split: Split, searched: list[DataSource]) -> str:
         f"  - put the four idx .gz files from {FASHION_MNIST_URL} into {torchvision_dir} "
         f"(set {DATA_ENV} or pass root= to choose the data root), which is what torchvision's "
         "datasets.FashionMNIST(root, download=True) does; "
-        "core.datasets.download_fashion_mnist(root) calls it for you when online.",
+        "core.data.download_fashion_mnist(root) calls it for you when online.",
     ]
     if split == "train":
         lines.append(f"The bundled subset in {BUNDLED_DIR} only holds {BUNDLED_SIZE} test images.")

@@ -75,11 +75,11 @@ BUNDLED_SHARES = tuple(BUNDLED_SPLIT_SIZES[s] / BUNDLED_SIZE for s in SPLITS)  #
 FMNIST_NO_TRAIN = (
     "fmnist-groups: source {source!r} has no Fashion-MNIST training split; "
     "use source='auto' or 'bundled' (the bundled subset is split into train/val/test), "
-    "or install the full data (see core.datasets)"
+    "or install the full data (see core.data)"
 )
 
 BUNDLED_NOTICE = ("NOTE: the full Fashion-MNIST training set was not found, so this trains on the {n} bundled "
-                  "images (far lower accuracy). Get it with: python -c \"from core.datasets import "
+                  "images (far lower accuracy). Get it with: python -c \"from core.data import "
                   "download_fashion_mnist; download_fashion_mnist()\" (online) or apt-get install dataset-fashion-mnist")
 
 
@@ -142,7 +142,7 @@ def load_fmnist_groups(
 
     Args:
         split: ``"train"``, ``"val"`` or ``"test"``.
-        root: Data root of torchvision's layout (see :func:`core.datasets.load_fashion_mnist`).
+        root: Data root of torchvision's layout (see :func:`core.data.load_fashion_mnist`).
         seed: Seed of the subsets and of the group assignment.
         source: Where to read Fashion-MNIST: ``"auto"``, ``"torchvision"``, ``"debian"``
             or ``"bundled"``.
@@ -170,25 +170,8 @@ def load_fmnist_groups(
             check_positive_int(count, name=count_name)
     fraction = minority_fraction if split == "train" else eval_minority_fraction
 
-    if source == "bundled" or not _has_fmnist_train(root, source):
-        if source not in ("auto", "bundled"):
-            raise ValueError(FMNIST_NO_TRAIN.format(source=source))
-        bundled = load_fashion_mnist("test", source="bundled")
-        images, labels = bundled.x, bundled.y
-        index = stratified_split(labels, split, BUNDLED_SHARES, seeded_rng(seed, "bundled-pool"))
-        origin = "bundled"
-    else:
-        data = load_fashion_mnist("train" if split != "test" else "test", root=root, source=source)
-        images, labels = data.x, data.y
-        origin = data.source
-        if split == "test":
-            index = np.arange(len(labels)) if n_test is None else subset(len(labels), n_test, "n_test", seed)
-        else:
-            if n_train + n_val > len(labels):
-                raise ValueError(TOO_FEW.format(name="n_train + n_val", asked=n_train + n_val, available=len(labels)))
-            order = seeded_rng(seed, "pool").permutation(len(labels))
-            index = np.sort(order[:n_train] if split == "train" else order[n_train : n_train + n_val])
-
+    images, labels, index, origin = fashion_pool(split, root=root, seed=seed, source=source, n_train=n_train,
+                                                 n_val=n_val, n_test=n_test, no_train=FMNIST_NO_TRAIN)
     x = np.asarray(images)[index][:, None, :, :].copy()  # (N, 1, 28, 28) uint8
     y = np.asarray(labels, dtype=np.int64)[index].copy()
     g = assign_per_class(y, fraction, seeded_rng(seed, f"groups-{split}"))
@@ -210,6 +193,35 @@ def load_fmnist_groups(
         description=description,
         source=origin,
     )
+
+
+def fashion_pool(split: Split, *, root, seed: int, source: str, n_train: int, n_val: int, n_test: int | None,
+                 no_train: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """The images of one split of a Fashion-MNIST group data set, before any group is drawn.
+
+    Returns ``(images, labels, index, origin)``: the chosen images are ``images[index]``.
+    ``"train"`` and ``"val"`` are disjoint draws from the 60,000 training images (``n_train``
+    and ``n_val``), ``"test"`` the 10,000 test images or ``n_test`` of them; with only the
+    bundled 2,000 images (or ``source="bundled"``) they are split per class by
+    :data:`BUNDLED_SPLIT_SIZES` and the sizes are ignored. ``no_train`` is the message when a
+    named source lacks the training split.
+    """
+    if source == "bundled" or not _has_fmnist_train(root, source):
+        if source not in ("auto", "bundled"):
+            raise ValueError(no_train.format(source=source))
+        bundled = load_fashion_mnist("test", source="bundled")
+        index = stratified_split(bundled.y, split, BUNDLED_SHARES, seeded_rng(seed, "bundled-pool"))
+        return bundled.x, bundled.y, index, "bundled"
+    data = load_fashion_mnist("train" if split != "test" else "test", root=root, source=source)
+    labels = data.y
+    if split == "test":
+        index = np.arange(len(labels)) if n_test is None else subset(len(labels), n_test, "n_test", seed)
+    else:
+        if n_train + n_val > len(labels):
+            raise ValueError(TOO_FEW.format(name="n_train + n_val", asked=n_train + n_val, available=len(labels)))
+        order = seeded_rng(seed, "pool").permutation(len(labels))
+        index = np.sort(order[:n_train] if split == "train" else order[n_train : n_train + n_val])
+    return data.x, labels, index, data.source
 
 
 def _has_fmnist_train(root: str | os.PathLike[str] | None, source: str) -> bool:

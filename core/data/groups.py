@@ -136,12 +136,15 @@ class GroupDatasetSpec:
         description: One line for people.
         load: ``load(split, *, root, seed, **options) -> GroupDataset``.
         offline: Whether it works with nothing but this repository (and its bundled data).
+        mirror_safe: Whether a horizontal flip keeps an image's class and group (train with
+            ``flip=False`` where it does not).
     """
 
     name: str
     description: str
     load: Callable[..., GroupDataset]
     offline: bool
+    mirror_safe: bool = True
 
     def options(self) -> tuple[str, ...]:
         """The keyword options ``load`` takes besides ``root`` and ``seed``."""

@@ -12,8 +12,8 @@ from core.attacks.dro_budget import BUDGET_MODES
 from core.measures import DEFAULT_COST, get_measure
 from core.validation import check_positive_int
 
-MethodName = Literal["erm", "wdro", "wdro-naive", "pgd-at", "group-dro"]
-METHODS: tuple[str, ...] = ("erm", "wdro", "wdro-naive", "pgd-at", "group-dro")
+MethodName = Literal["erm", "wdro", "wdro-naive", "pgd-at", "group-dro", "jtt"]
+METHODS: tuple[str, ...] = ("erm", "wdro", "wdro-naive", "pgd-at", "group-dro", "jtt")
 
 CHECKPOINT = "checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -74,13 +74,18 @@ class TrainConfig:
     pgd_steps: int = 5  # step 2.5 * eps / steps
     # --- Group DRO
     group_step: float = 0.01  # exponentiated-gradient step size eta of q (Sagawa et al.'s default)
+    # --- JTT (Liu et al. 2021): ERM for jtt_epochs, then a new run with its misclassified training images
+    # weighted jtt_upweight times (the upsampling factor lambda); reads no group labels
+    jtt_epochs: int = 1  # epochs of the identification run (the paper: 1 on CelebA, 60 on Waterbirds)
+    jtt_upweight: float = 20.0  # lambda (the paper: 20 to 100); chosen on validation, docs/fairness-training.md
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(BAD_METHOD.format(known=", ".join(METHODS), method=self.method))
-        for name in ("epochs", "batch_size", "width", "inner_steps", "naive_steps", "naive_rounds", "pgd_steps"):
+        for name in ("epochs", "batch_size", "width", "inner_steps", "naive_steps", "naive_rounds", "pgd_steps",
+                     "jtt_epochs"):
             check_positive_int(getattr(self, name), name=name)
-        for name in ("lr", "step_size", "init_noise", "dual_lr", "eps", "group_step"):
+        for name in ("lr", "step_size", "init_noise", "dual_lr", "eps", "group_step", "jtt_upweight"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
                 raise ValueError(BAD_VALUE.format(name=name, expected="a positive number", value=value))

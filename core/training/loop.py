@@ -95,6 +95,8 @@ def train_model(
     ckpt_path = Path(out_dir) / CHECKPOINT if out_dir is not None else None
     if resume and ckpt_path is not None and ckpt_path.is_file():
         first_epoch, history = load_checkpoint(ckpt_path, cfg, net, opt, method)
+    if first_epoch == 0:
+        method.prepare(train, device, should_stop)  # JTT's identification run; nothing for the others
     val_tensors = val.tensors(device) if val is not None else ()
 
     cancelled = False

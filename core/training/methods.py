@@ -10,6 +10,7 @@ carries through :meth:`Method.state_dict` / :meth:`Method.load_state_dict` (the 
 * :class:`NaiveWDRO`: the reference: :class:`~core.attacks.WDRO` with bisection, every batch.
 * :class:`PGDAT`: PGD-L-inf adversarial training.
 * :class:`GroupDRO`: group losses weighted by ``q`` (exponentiated gradient), reads group labels.
+* :class:`JTT`: Just Train Twice: ERM's misclassified training images upweighted (no group labels).
 """
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ class Method:
         ctx.opt.step()
         return StepStats(loss.detach(), logits.detach(), {**extra, **more}, cost)
 
+    def prepare(self, train: Any, device: torch.device, should_stop: Any = None) -> None:
+        """Called once before the first epoch of a run that does not resume (default: nothing)."""
+
     def end_epoch(self, touched: torch.Tensor, dist: Dist) -> None:
         """Called after each epoch with the examples this rank trained on."""
 
@@ -181,6 +185,48 @@ class GroupDRO(Method):
 
     def load_state_dict(self, data):
         self.q = data["q"].clone()
+
+
+class JTT(Method):
+    """Just Train Twice (Liu et al., ICML 2021, https://arxiv.org/abs/2107.09044).
+
+    Stage 1 (:meth:`prepare`): ERM for ``cfg.jtt_epochs`` epochs (same seed, optimiser and
+    schedule); its misclassified training images are the error set. Stage 2 (this run): a new
+    model trained on the loss with the error set weighted ``cfg.jtt_upweight`` times, the
+    expectation of the paper's upsampling, ``mean_i(w_i l_i) / mean_all(w)``. Reads no group labels.
+    """
+
+    name = "jtt"
+
+    def __init__(self, cfg, x_all, n_groups):
+        super().__init__(cfg, x_all, n_groups)
+        self.weights = torch.ones(x_all.shape[0])  # (N,) on the CPU: 1, or jtt_upweight for the error set
+
+    def prepare(self, train, device, should_stop=None):
+        from dataclasses import replace
+
+        from core.evaluation import predict
+        from core.training.loop import train_model  # the identification run is a plain ERM run
+
+        first = train_model(None, train, cfg=replace(self.cfg, method="erm", epochs=self.cfg.jtt_epochs),
+                            device=device, should_stop=should_stop)
+        x, y, _ = train.tensors(device)
+        errors = (predict(first.model, x).cpu() != y.cpu())
+        self.weights = torch.where(errors, float(self.cfg.jtt_upweight), 1.0)
+
+    def loss(self, logits, batch, ctx):
+        w = self.weights[batch.idx].to(logits.device)
+        losses = F.cross_entropy(logits, batch.y, reduction="none")
+        return (w * losses).mean() / self.weights.mean(), {}
+
+    def report(self, groups):
+        return {}
+
+    def state_dict(self):
+        return {"log_gamma": 0.0, "jtt_weights": self.weights}
+
+    def load_state_dict(self, data):
+        self.weights = data["jtt_weights"].clone()
 
 
 class FastWDRO(Method):
@@ -317,7 +363,7 @@ class FastWDRO(Method):
         self.visited = data["visited"].clone()
 
 
-METHOD_CLASSES: dict[str, type[Method]] = {m.name: m for m in (ERM, FastWDRO, NaiveWDRO, PGDAT, GroupDRO)}
+METHOD_CLASSES: dict[str, type[Method]] = {m.name: m for m in (ERM, FastWDRO, NaiveWDRO, PGDAT, GroupDRO, JTT)}
 
 
 def make_method(cfg: TrainConfig, x_all: torch.Tensor, n_groups: int) -> Method:

@@ -1,0 +1,234 @@
+"""Shortcut fairness: when W-DRO training with the perceptual cost helps the worst group, and when it cannot.
+
+    python -m bench.shortcut_benchmark --out runs/shortcut                          # the verdict cells, seeds 0 1 2
+    python -m bench.shortcut_benchmark --out runs/shortcut --part map --seeds 0     # the budget sweep (one seed)
+    python -m bench.shortcut_benchmark --out runs/shortcut --part select --seeds 0  # W-DRO and JTT settings on val
+    python -m bench.shortcut_benchmark --out runs/shortcut --part speed             # seconds per epoch, side by side
+    python -m bench.shortcut_benchmark --report runs/shortcut [--asset assets/fairness/shortcut.json]
+    python -m bench.shortcut_benchmark --out runs/shortcut --device cuda            # on a GPU
+
+**Data**: ``fmnist-shortcut`` (:mod:`core.data.fmnist_shortcut`): 6,000 training images of
+the full Fashion-MNIST, 99% of them with the cue of their own class and 1% with another's
+(``conflicting``, the worst group); validation 2,000 and test 10,000 images, half and half;
+and the cue-free test images. Two cues: the *mark* (one white pixel: 0.047 in the default
+cost, 1.0 in L-inf) and the *pattern* (a faint border code of +0.1: 0.18 in the default
+cost, 0.1 in L-inf).
+
+**Protocol**: every method trains the same epochs with the same optimiser, schedule, batch,
+seed and no flips (a flip moves the cue); the model of the last epoch is scored (no
+selection on group labels). ``--part select`` chooses W-DRO's budget and inner steps and
+JTT's identification epochs and weight on the *validation mean accuracy* (no group labels:
+the validation split is half conflicting, which is stated). Only Group DRO reads group labels;
+"Random cue" is ERM on the same images with every cue drawn at random (the augmentation that
+removes the shortcut: the ceiling).
+
+Each run writes ``OUT/<cue>-<method>-seed<k>.json`` (accuracies, seconds, seconds per
+epoch) and is skipped when it exists, so a killed run resumes and shares run in parallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from core.data import cue_distance, load_group_dataset
+from core.device import default_device
+from core.evaluation import predict
+from core.fairness import group_accuracy
+from core.fileio import atomic_write
+from core.training import TrainConfig, train_model
+
+EPOCHS = 6  # chosen on validation mean accuracy of ERM (docs/fairness-training.md, "Shortcut cues")
+N_TRAIN = 6_000
+VERDICT: dict[str, dict] = {  # the cells the verdict rests on (3 seeds)
+    "ERM": dict(method="erm"),
+    "W-DRO": dict(method="wdro", budget=0.08, inner_steps=5),  # chosen by --part select (validation mean)
+    "PGD-AT 0.1": dict(method="pgd-at", eps=0.1, pgd_steps=3),
+    "JTT": dict(method="jtt", jtt_epochs=1, jtt_upweight=20.0),  # chosen by --part select
+    "Group DRO": dict(method="group-dro"),
+    "Random cue": dict(method="erm", data=dict(aligned_fraction=0.1)),
+}
+LABELS_USED = {"Group DRO"}
+SELECT: dict[str, dict] = {  # candidates judged on validation mean accuracy, seed 0
+    **{f"W-DRO {b} x{k}": dict(method="wdro", budget=b, inner_steps=k) for b in (0.03, 0.05, 0.08, 0.12)
+       for k in (1, 5)},
+    **{f"JTT T{t} l{u:g}": dict(method="jtt", jtt_epochs=t, jtt_upweight=u) for t in (1, 2, 3)
+       for u in (5.0, 20.0, 50.0)},
+}
+MAP_BUDGETS = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4)  # W-DRO budgets swept against each cue (one seed)
+MAP_EPS = (0.025, 0.05, 0.1, 0.2)  # PGD-AT radii swept against each cue (one seed)
+CUES = ("mark", "pattern")
+
+
+def plan(part: str) -> dict[str, dict]:
+    """The runs of a part: name -> settings."""
+    if part == "verdict":
+        return VERDICT
+    if part == "select":
+        return SELECT
+    if part == "map":
+        runs = {f"W-DRO {b}": dict(method="wdro", budget=b, inner_steps=5) for b in MAP_BUDGETS}
+        runs.update({f"PGD-AT {e}": dict(method="pgd-at", eps=e, pgd_steps=3) for e in MAP_EPS})
+        return runs
+    raise ValueError(part)
+
+
+def scores(model, split) -> dict:
+    x, y, g = split.tensors()
+    pred = predict(model, x).cpu()
+    return group_accuracy(pred, y, g, len(split.groups)).summary(split.groups)
+
+
+def run_one(cue: str, name: str, settings: dict, seed: int, args) -> dict:
+    """Train one method on one cue and seed; score it on validation, test and the cue-free test images."""
+    settings = dict(settings)
+    data_opts = dict(cue=cue, n_train=args.n_train, **settings.pop("data", {}))
+    train = load_group_dataset("fmnist-shortcut", "train", seed=seed, **data_opts)
+    common = {k: v for k, v in data_opts.items() if k != "aligned_fraction"}
+    val = load_group_dataset("fmnist-shortcut", "val", seed=seed, **common)
+    test = load_group_dataset("fmnist-shortcut", "test", seed=seed, **common)
+    bare = load_group_dataset("fmnist-shortcut", "test", seed=seed, **{**common, "cue": "none"})
+    cfg = TrainConfig(epochs=args.epochs, seed=seed, flip=False, dataset="fmnist-shortcut", **settings)
+    start = time.perf_counter()
+    result = train_model(None, train, cfg=cfg, device=args.device)
+    seconds = time.perf_counter() - start
+    return {
+        "cue": cue, "method": name, "seed": seed, "labels_used": name in LABELS_USED,
+        "config": asdict(cfg), "data": data_opts,
+        "seconds": round(seconds, 1),
+        "seconds_per_epoch": round(statistics.mean(r.seconds for r in result.history), 2),
+        "val": scores(result.model, val), "test": scores(result.model, test),
+        "cue_free": scores(result.model, bare)["mean_accuracy"],
+    }
+
+
+def run_all(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = plan(args.part)
+    names = [n for n in runs if not args.only or n in args.only]
+    for cue in args.cues:
+        for seed in args.seeds:
+            for name in names:
+                path = out / f"{cue}-{slug(name)}-seed{seed}.json"
+                if path.exists():
+                    continue
+                row = run_one(cue, name, runs[name], seed, args)
+                atomic_write(path, json.dumps(row, indent=1).encode())
+                t = row["test"]
+                print(f"{cue:8s} {name:18s} seed {seed}: worst {t['worst_group_accuracy']:.3f} "
+                      f"mean {t['mean_accuracy']:.3f} cue-free {row['cue_free']:.3f} "
+                      f"val mean {row['val']['mean_accuracy']:.3f} ({row['seconds']:.0f} s, "
+                      f"{row['seconds_per_epoch']:.1f} s/epoch)", flush=True)
+
+
+def run_speed(args) -> None:
+    """Seconds per epoch of ERM, fast W-DRO (1 and 5 inner steps) and naive W-DRO, one after the other."""
+    train = load_group_dataset("fmnist-shortcut", "train", seed=0, cue="mark", n_train=args.speed_n_train)
+    rows = {}
+    for name, settings in (("ERM", dict(method="erm")),
+                           ("W-DRO x1", dict(method="wdro", budget=0.08, inner_steps=1)),
+                           ("W-DRO x5", dict(method="wdro", budget=0.08, inner_steps=5)),
+                           ("W-DRO naive", dict(method="wdro-naive", budget=0.08, naive_steps=20, naive_rounds=5))):
+        cfg = TrainConfig(epochs=args.speed_epochs, flip=False, **settings)
+        result = train_model(None, train, cfg=cfg, device=args.device)
+        rows[name] = statistics.mean(r.seconds for r in result.history)
+    for name, s in rows.items():
+        print(f"{name:12s} {s:7.2f} s/epoch  {s / rows['ERM']:6.2f}x ERM")
+
+
+def interval(values: list[float]) -> tuple[float, float | None]:
+    """Mean and the half-width of the 95% t-interval (None for one value)."""
+    t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, t95.get(len(values), 2.0) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def fmt(pair: tuple[float, float | None], sign: bool = False) -> str:
+    mean, half = pair
+    text = f"{mean:+.1f}" if sign else f"{mean:.1f}"
+    return text if half is None else f"{text} ± {half:.1f}"
+
+
+def load_runs(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if p.name != "shortcut.json"]
+
+
+def report(args) -> dict:
+    """Tables of every run in the folder: absolute accuracies, and differences to ERM paired by seed."""
+    runs = load_runs(Path(args.report))
+    summary: dict = {"cues": {}, "epochs": None}
+    for cue in CUES:
+        mine = [r for r in runs if r["cue"] == cue]
+        if not mine:
+            continue
+        dist = cue_distance(cue=cue)
+        erm = {r["seed"]: r for r in mine if r["method"] == "ERM"}
+        print(f"\n## {cue} (switch cost {dist['cost']:.3f} in the default cost, L-inf {dist['linf']:.2f})\n")
+        print("| method | seeds | aligned | conflicting (worst) | cue-free | worst vs ERM | cue-free vs ERM | s/epoch |")
+        print("|---|---|---|---|---|---|---|---|")
+        rows = {}
+        for name in dict.fromkeys(r["method"] for r in mine):
+            rs = sorted((r for r in mine if r["method"] == name), key=lambda r: r["seed"])
+            acc = lambda r, grp: 100 * r["test"]["by_group"][grp]["accuracy"]  # noqa: E731
+            aligned = interval([acc(r, "aligned") for r in rs])
+            worst = interval([100 * r["test"]["worst_group_accuracy"] for r in rs])
+            free = interval([100 * r["cue_free"] for r in rs])
+            paired = [r for r in rs if r["seed"] in erm]
+            d_worst = interval([100 * (r["test"]["worst_group_accuracy"] - erm[r["seed"]]["test"]["worst_group_accuracy"])
+                                for r in paired]) if paired else None
+            d_free = interval([100 * (r["cue_free"] - erm[r["seed"]]["cue_free"]) for r in paired]) if paired else None
+            spe = statistics.mean(r["seconds_per_epoch"] for r in rs)
+            print(f"| {name} | {len(rs)} | {fmt(aligned)} | {fmt(worst)} | {fmt(free)} | "
+                  f"{fmt(d_worst, True) if d_worst else '-'} | {fmt(d_free, True) if d_free else '-'} | {spe:.1f} |")
+            rows[name] = {"seeds": [r["seed"] for r in rs], "aligned": aligned, "worst": worst, "cue_free": free,
+                          "d_worst": d_worst, "d_cue_free": d_free, "seconds_per_epoch": spe,
+                          "labels_used": rs[0]["labels_used"], "config": rs[0]["config"]}
+            summary["epochs"] = rs[0]["config"]["epochs"]
+        summary["cues"][cue] = {"distance": dist, "rows": rows}
+    if args.asset:
+        atomic_write(Path(args.asset), json.dumps(summary, indent=1).encode())
+    return summary
+
+
+def slug(name: str) -> str:
+    return name.lower().replace(" ", "-").replace("/", "-")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("verdict", "select", "map", "speed"), default="verdict")
+    parser.add_argument("--out", default="runs/shortcut")
+    parser.add_argument("--report", help="print the tables of the runs in this folder (no training)")
+    parser.add_argument("--asset", help="with --report: write the summary here (the fairness page reads it)")
+    parser.add_argument("--cues", nargs="+", default=list(CUES), choices=list(CUES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", nargs="*", help="only these methods of the part")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--n-train", type=int, default=N_TRAIN)
+    parser.add_argument("--speed-n-train", type=int, default=2_000)
+    parser.add_argument("--speed-epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default=None, help="cpu (default without CUDA) or cuda")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.device = torch.device(args.device) if args.device else default_device()
+    if args.report:
+        report(args)
+    elif args.part == "speed":
+        run_speed(args)
+    else:
+        run_all(args)
+
+
+if __name__ == "__main__":
+    main()
