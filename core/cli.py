@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from core.attacks.options import DEFAULT_BUDGET, DEFAULT_LOSS, AttackOptions
 from core.data import FASHION_MNIST_CLASSES, load_fashion_mnist
 from core.device import default_device
 from core.evaluation import evaluate
+from core.fileio import WriteError, check_output
 from core.imageio import load_tensor, save_png
 from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS, get_model_spec, load_model, load_torchscript
@@ -61,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--attack", required=True, choices=sorted(ATTACKS))
     _add_attack_options(attack)
     attack.add_argument("--label", type=int, help="true class of the image (default: the clean prediction)")
-    attack.add_argument("--out", required=True, help="where to write the attacked image (PNG)")
+    attack.add_argument("--out", required=True, help="where to write the attacked image (PNG; an existing file "
+                        "is refused unless --force)")
+    attack.add_argument("--force", action="store_true", help="replace an existing --out file")
     attack.add_argument("--json", action="store_true", help="print one JSON object")
 
     evaluate = commands.add_parser("evaluate", help="clean and robust accuracy on the model's test images")
@@ -115,10 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--eps", type=float, default=TrainConfig.eps, help="pgd-at: L-inf radius")
     fit.add_argument("--pgd-steps", type=int, default=TrainConfig.pgd_steps, help="pgd-at: PGD steps")
     fit.add_argument("--group-step", type=float, default=TrainConfig.group_step, help="group-dro: step of q")
+    fit.add_argument("--jtt-epochs", type=int, default=TrainConfig.jtt_epochs,
+                     help="jtt: epochs of the ERM run whose errors are upweighted")
+    fit.add_argument("--jtt-upweight", type=float, default=TrainConfig.jtt_upweight,
+                     help="jtt: weight of the misclassified training images (lambda)")
     fit.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     fit.add_argument("--half", action="store_true", help="store model.pt in float16 (half the size)")
     fit.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
-    fit.add_argument("--out", required=True, help="output folder: checkpoint.pt, model.pt, train.json")
+    fit.add_argument("--out", required=True, help="output folder: checkpoint.pt, model.pt, train.json (a folder "
+                     "that holds a run is refused unless --resume or --force)")
+    fit.add_argument("--force", action="store_true", help="replace the run in --out")
     fit.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
     fair = commands.add_parser("fairness", help="per-group accuracy, worst group and gap of models")
@@ -195,8 +205,9 @@ def _attack(args: argparse.Namespace, device: torch.device) -> int:
     if args.label is not None and not 0 <= args.label < len(labels):
         raise ValueError(f"--label: expected a class in [0, {len(labels)}), got {args.label}")
     y = torch.tensor([args.label], device=device) if args.label is not None else pred
+    check_output(args.out, force=args.force)  # refused before the attack runs
     result = attack(x, y, seed=args.seed)
-    out = save_png(result.x_adv[0], args.out)
+    out = save_png(result.x_adv[0], args.out, replace=args.force)
     report = _attack_report(result, labels, out=str(out), model=args.model, image=args.image)
     if args.json:
         print(json.dumps(report))
@@ -326,8 +337,6 @@ def _train_bundled(args: argparse.Namespace, device: torch.device) -> int:
 
 def _train(args: argparse.Namespace, device_name: str | None) -> int:
     """``train``; under torchrun (WORLD_SIZE > 1) it joins the process group first (gloo on CPU, nccl on GPU)."""
-    import os
-
     from core.data import bundled_notice, load_group_dataset
     from core.training import train_model
 
@@ -344,7 +353,11 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
         if not td.is_initialized():
             td.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
             started = True
+    out_dir = Path(args.out)
+    created = not os.path.lexists(out_dir)
     try:
+        if rank == 0:
+            check_run_folder(out_dir, resume=args.resume, force=args.force)
         wdro = args.method in ("wdro", "wdro-naive")
         if not wdro and (args.budget is not None or args.gamma is not None):
             raise ValueError(f"--budget and --gamma are for wdro and wdro-naive, not {args.method}")
@@ -355,6 +368,7 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
             gamma=args.gamma, inner_steps=args.inner_steps, step_size=args.step_size, naive_steps=args.naive_steps,
             naive_rounds=args.naive_rounds, eps=args.eps, pgd_steps=args.pgd_steps, group_step=args.group_step,
             budget_mode=args.budget_mode, clean_weight=args.clean_weight, cvar=args.cvar,
+            jtt_epochs=args.jtt_epochs, jtt_upweight=args.jtt_upweight,
         )
         options = _data_options(args.data_option)
         train = load_group_dataset(args.dataset, "train", root=args.root, seed=args.seed, **options)
@@ -385,12 +399,40 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
         if rank == 0:
             print(f"wrote {Path(args.out) / 'model.pt'} and {Path(args.out) / 'train.json'} "
                   f"({result.epochs_done} epochs, {result.seconds:.1f} s)", flush=True)
+    except BaseException:
+        if created and rank == 0:
+            _remove_empty_folder(out_dir)  # a run that failed before its first write leaves no folder
+        raise
     finally:
         if started:
             import torch.distributed as td
 
             td.destroy_process_group()
     return 0
+
+
+RUN_FILES = ("model.pt", "train.json", "checkpoint.pt")
+RUN_EXISTS = "refusing to replace the run in {path}: it holds {name} (pass --resume to continue it or --force to replace it)"
+NOT_A_FOLDER = "refusing to write a run to {path}: it is {kind}, not a folder"
+
+
+def check_run_folder(path: Path, *, resume: bool, force: bool) -> None:
+    """Refuse a ``train --out`` that is not a folder, or that holds a run unless ``--resume`` or ``--force``."""
+    if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
+        kind = "a symbolic link" if path.is_symlink() else "a file"
+        raise WriteError(NOT_A_FOLDER.format(path=path, kind=kind))
+    if resume or force:
+        return
+    for name in RUN_FILES:
+        if os.path.lexists(path / name):
+            raise WriteError(RUN_EXISTS.format(path=path, name=name))
+
+
+def _remove_empty_folder(path: Path) -> None:
+    try:
+        path.rmdir()  # only when empty
+    except OSError:
+        pass
 
 
 def _data_options(pairs: Sequence[str]) -> dict:
