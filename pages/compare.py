@@ -90,6 +90,9 @@ def show_benchmark() -> None:
         st.image(str(examples), caption="examples at matched damage: each attack's image and its |difference| x5")
 
 
+PRESENT_DRAWN = "cmp.present_drawn"  # the presentation state the page's layout was last drawn with
+
+
 @st.fragment  # the presentation toggle redraws the examples only, not the page's charts
 def show_examples(cmp: Comparison, eps255: int, labels: tuple[str, ...] | None) -> None:
     """Images fooled by both attacks: clean, each attack's image, and its change amplified by one shared factor."""
@@ -97,8 +100,11 @@ def show_examples(cmp: Comparison, eps255: int, labels: tuple[str, ...] | None) 
     present = toggle.toggle("Presentation view", key=keep("keep.cmp_present", False),
                             help="Four examples across the whole window, enlarged for a projector (never smoothed); "
                                  "the sidebar is hidden until you switch this off.")
-    if present:
-        presentation_layout()
+    if present != st.session_state.get(PRESENT_DRAWN, False):
+        # The layout's style lives outside this fragment: a fragment's rerun leaves an old style element in
+        # place (the sidebar stayed hidden after switching off), so a change of the toggle redraws the page.
+        st.session_state[PRESENT_DRAWN] = present
+        st.rerun()
     both = (cmp.pgd.success & cmp.wdro.success).nonzero().squeeze(1).tolist()
     either = (cmp.pgd.success | cmp.wdro.success).nonzero().squeeze(1).tolist()
     count = 4 if present else GRID
@@ -205,6 +211,9 @@ with live:
         k4.metric("HaarPSI, PGD / W-DRO", f"{mean['pgd']['haarpsi']:.3f} / {mean['wdro']['haarpsi']:.3f}",
                   help="mean over the fooled images; a measure neither attack optimised (1 = identical)")
 
+    if st.session_state.get("keep.cmp_present", False):
+        presentation_layout()  # in the page, not the fragment: a full rerun adds and removes it
+    st.session_state[PRESENT_DRAWN] = st.session_state.get("keep.cmp_present", False)
     show_examples(cmp, eps_run, labels)
 
     st.subheader("Perceptual measures of the fooled images")

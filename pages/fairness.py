@@ -152,10 +152,14 @@ else:
 
 # -- results ------------------------------------------------------------------------------------------------
 if chosen:
-    conditions = ["clean", *[c for c in CONDITIONS if c != "clean" and all(c in e["under_attack"] for e in chosen.values())]]
+    # A condition is shown when any chosen model was measured under it (a cancelled run has clean accuracy only:
+    # it must not take the attacked panels away from the others).
+    conditions = ["clean", *[c for c in CONDITIONS if c != "clean" and any(c in e["under_attack"] for e in chosen.values())]]
     rows = []
     for name, entry in chosen.items():
         for condition in conditions:
+            if condition != "clean" and condition not in entry["under_attack"]:
+                continue
             report = report_of(entry, condition)
             rows.append({"model": name, "inputs": CONDITIONS[condition],
                          "mean accuracy": percent(report, "mean_accuracy"),

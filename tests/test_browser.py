@@ -165,6 +165,9 @@ def test_every_page_in_a_real_browser(server, page):
     cancel.click()
     expect(page.get_by_test_id("stMetric").filter(has_text="(cancelled)")).to_be_visible(timeout=RENDER_TIMEOUT)
     expect(page.locator(".js-plotly-plot")).to_have_count(4)  # the map stays too
+    bars = page.locator(".js-plotly-plot").first  # the cancelled run (clean only) keeps the others' attacked panels
+    for panel in ("under W-DRO (padded SSIM)", "under PGD-L-inf"):
+        expect(bars.get_by_text(panel)).to_have_count(1)
     no_exception(page)
     shot(page, "fairness-after")
 
@@ -345,6 +348,11 @@ def test_pages_fit_a_projector_and_an_unlabelled_photo_has_no_true_class(server,
         view.wait_for_function("() => [...document.querySelectorAll('[data-testid=stImage] img')]"
                                ".filter(i => i.complete && i.naturalWidth >= 448).length >= 20", timeout=RENDER_TIMEOUT)
         wide_images(view, 0.2 * width)  # four across the window
+        expect(view.get_by_test_id("stSidebarNav")).to_be_hidden(timeout=RENDER_TIMEOUT)
         fits(view, f"compare-presentation-{width}")
+        view.get_by_text("Presentation view").click()  # off again: the sidebar comes back and the result stays
+        expect(view.get_by_test_id("stSidebarNav")).to_be_visible(timeout=RENDER_TIMEOUT)
+        expect(view.get_by_test_id("stMetric").filter(has_text="W-DRO success")).to_be_visible()
+        wait_images(view, 5 * 4, RENDER_TIMEOUT)
     finally:
         view.close()
