@@ -47,6 +47,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+COUNT_RANGE = "expected a whole number from {lo:,} to {hi:,}, got {value!r}"
+
+
+def count(lo: int, hi: int):
+    """An argparse type: a whole number in [lo, hi]. The upper bounds keep the largest accepted value within a
+    24 GB machine and a day of CPU (e.g. ``--bootstrap`` 100,000 resamples, ``--width`` 256 filters, ``--steps``
+    10,000); anything else is one usage line."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(COUNT_RANGE.format(lo=lo, hi=hi, value=text)) from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(COUNT_RANGE.format(lo=lo, hi=hi, value=text))
+        return value
+
+    parse.__name__ = "count"  # argparse names the type in its message
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m core", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
@@ -57,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"registry name ({', '.join(MODELS)}) or a TorchScript file (torch.jit.save; "
                              "TorchScript is code that can read and write files: load only files you trust)")
     attack.add_argument("--channels", type=int, choices=(1, 3), default=3, help="TorchScript model: input channels")
-    attack.add_argument("--size", type=int, help="TorchScript model: input side (default: the image's own size)")
+    attack.add_argument("--size", type=count(1, 4096), help="TorchScript model: input side (default: the image's own size)")
     attack.add_argument("--image", required=True, help="image file (PNG, JPEG, ...)")
     attack.add_argument("--weights", help="a local state-dict file to load instead of the model's own weights")
     attack.add_argument("--attack", required=True, choices=sorted(ATTACKS))
@@ -71,10 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="clean and robust accuracy on the model's test images")
     evaluate.add_argument("--model", required=True, help=f"registry name ({', '.join(MODELS)})")
     evaluate.add_argument("--weights", help="a local state-dict file to load instead of the model's own weights")
-    evaluate.add_argument("--n", type=int, default=1000, help="test images to evaluate (default 1000)")
+    evaluate.add_argument("--n", type=count(1, 60_000), default=1000, help="test images to evaluate (default 1000)")
     evaluate.add_argument("--attack", choices=sorted(ATTACKS), help="attack to evaluate against")
     _add_attack_options(evaluate)
-    evaluate.add_argument("--batch-size", type=int, default=250)
+    evaluate.add_argument("--batch-size", type=count(1, 4096), default=250)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
     models = commands.add_parser("models", help="list the model registry")
@@ -85,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train-bundled", help="regenerate a bundled classifier's weights and card")
     train.add_argument("--model", required=True, choices=[n for n, s in MODELS.items() if s.weights])
-    train.add_argument("--epochs", type=int, help="override the number of epochs")
+    train.add_argument("--epochs", type=count(1, 1000), help="override the number of epochs")
 
     fit = commands.add_parser("train", help="train on a group data set (erm, wdro, wdro-naive, pgd-at, group-dro)")
     fit.add_argument("--dataset", default="fmnist-groups", help="group data set (fmnist-groups, celeba, csv)")
@@ -98,12 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit_form = fit.add_mutually_exclusive_group()
     fit_form.add_argument("--budget", type=float, help=f"W-DRO budget form: mean cost delta (default {TrainConfig.budget})")
     fit_form.add_argument("--gamma", type=float, help="W-DRO penalty form: fixed multiplier")
-    fit.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    fit.add_argument("--epochs", type=count(1, 1000), default=TrainConfig.epochs)
+    fit.add_argument("--seed", type=count(0, 2**31 - 1), default=0)
+    fit.add_argument("--batch-size", type=count(1, 4096), default=TrainConfig.batch_size)
     fit.add_argument("--lr", type=float, default=TrainConfig.lr)
-    fit.add_argument("--width", type=int, default=TrainConfig.width, help="filters of the first convolution")
-    fit.add_argument("--inner-steps", type=int, default=TrainConfig.inner_steps, help="wdro: ascent steps per visit")
+    fit.add_argument("--width", type=count(1, 256), default=TrainConfig.width, help="filters of the first convolution")
+    fit.add_argument("--inner-steps", type=count(1, 100), default=TrainConfig.inner_steps, help="wdro: ascent steps per visit")
     fit.add_argument("--step-size", type=float, default=TrainConfig.step_size, help="wdro: ascent step (pixels)")
     fit.add_argument("--budget-mode", choices=("distributional", "pointwise"), default=TrainConfig.budget_mode,
                      help="wdro budget form: the batch's mean cost <= budget (distributional, default) or every "
@@ -113,13 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--cvar", type=float, default=TrainConfig.cvar,
                      help="wdro, this project's extension: train on the mean of the batch's highest CVAR fraction "
                           "of worst-case losses (default 1: all of them)")
-    fit.add_argument("--naive-steps", type=int, default=TrainConfig.naive_steps, help="wdro-naive: steps per round")
-    fit.add_argument("--naive-rounds", type=int, default=TrainConfig.naive_rounds,
+    fit.add_argument("--naive-steps", type=count(1, 1000), default=TrainConfig.naive_steps, help="wdro-naive: steps per round")
+    fit.add_argument("--naive-rounds", type=count(1, 100), default=TrainConfig.naive_rounds,
                      help="wdro-naive: bisection rounds on log gamma per batch")
     fit.add_argument("--eps", type=float, default=TrainConfig.eps, help="pgd-at: L-inf radius")
-    fit.add_argument("--pgd-steps", type=int, default=TrainConfig.pgd_steps, help="pgd-at: PGD steps")
+    fit.add_argument("--pgd-steps", type=count(1, 1000), default=TrainConfig.pgd_steps, help="pgd-at: PGD steps")
     fit.add_argument("--group-step", type=float, default=TrainConfig.group_step, help="group-dro: step of q")
-    fit.add_argument("--jtt-epochs", type=int, default=TrainConfig.jtt_epochs,
+    fit.add_argument("--jtt-epochs", type=count(1, 1000), default=TrainConfig.jtt_epochs,
                      help="jtt: epochs of the ERM run whose errors are upweighted")
     fit.add_argument("--jtt-upweight", type=float, default=TrainConfig.jtt_upweight,
                      help="jtt: weight of the misclassified training images (lambda)")
@@ -138,11 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     fair.add_argument("--split", default="test", choices=("train", "val", "test"))
     fair.add_argument("--model", action="append", required=True, metavar="NAME_OR_PATH",
                       help="registry name or a training output folder / model.pt / checkpoint.pt (repeatable)")
-    fair.add_argument("--n", type=int, help="evaluate a seeded random subset of this many images")
+    fair.add_argument("--n", type=count(1, 1_000_000), help="evaluate a seeded random subset of this many images")
     fair.add_argument("--attack", choices=sorted(ATTACKS), help="evaluate under this attack")
     _add_attack_options(fair)
-    fair.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
-    fair.add_argument("--batch-size", type=int, default=250)
+    fair.add_argument("--bootstrap", type=count(0, 100_000), default=1000, help="bootstrap resamples for the CIs (0: none)")
+    fair.add_argument("--batch-size", type=count(1, 4096), default=250)
     fair.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
     return parser
 
@@ -156,10 +177,10 @@ def _add_attack_options(parser: argparse.ArgumentParser) -> None:
     form.add_argument("--eps", type=float, help="pgd-linf, pgd-l2, fgsm: radius of the ball; "
                       "ddn, alma-ssim, perc-al: optional cap on their distance (L2, 1 - SSIM, CIEDE2000)")
     parser.add_argument("--linf-cap", type=float, help="wdro: cap on the L-inf norm of the perturbation")
-    parser.add_argument("--steps", type=int, help="ascent steps (default: 100 for wdro, 10 for pgd)")
+    parser.add_argument("--steps", type=count(1, 10_000), help="ascent steps (default: 100 for wdro, 10 for pgd)")
     parser.add_argument("--loss", choices=("margin", "ce"), default=DEFAULT_LOSS,
                         help=f"wdro, pgd, fgsm: margin (capped Carlini-Wagner) or cross-entropy (default {DEFAULT_LOSS})")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=count(0, 2**31 - 1), default=0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,6 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train_bundled(args, device)
     except (ValueError, TypeError, OSError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (MemoryError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and "allocate" not in str(err):
+            raise
+        print(f"error: not enough memory for this run ({_one_line(err)[:200]}); try a smaller --batch-size, "
+              "--width or --n", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -228,8 +255,6 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     if spec.labels != tuple(FASHION_MNIST_CLASSES):
         raise ValueError(f"evaluate needs a labelled test set for {args.model!r}; offline, only the "
                          "Fashion-MNIST models have one")
-    if args.n < 1:
-        raise ValueError(f"--n: expected a positive number of images, got {args.n}")
     model = load_model(args.model, device=device, weights=args.weights)
     data = load_fashion_mnist("test")
     x, y = (t[: args.n].to(device) for t in data.tensors())

@@ -249,7 +249,8 @@ ERRORS = {
     "negative gamma": (None, ["--attack", "wdro", "--gamma", "-1"], 1, "gamma: expected a positive number"),
     "zero eps": (None, ["--attack", "pgd-l2", "--eps", "0"], 1, "eps: expected a positive number"),
     "nan eps": (None, ["--attack", "fgsm", "--eps", "nan"], 1, "eps: expected a positive number"),
-    "zero steps": (None, ["--attack", "pgd-linf", "--steps", "0"], 1, "steps: expected a positive integer"),
+    "zero steps": (None, ["--attack", "pgd-linf", "--steps", "0"], 2, "--steps: expected a whole number from 1 to 10,000"),
+    "a billion steps": (None, ["--attack", "wdro", "--steps", "1000000000"], 2, "from 1 to 10,000, got '1000000000'"),
     "label 99": (None, ["--attack", "fgsm", "--label", "99"], 1, "--label: expected a class in [0, 10), got 99"),
     "label -1": (None, ["--attack", "fgsm", "--label", "-1"], 1, "--label: expected a class in [0, 10), got -1"),
     "non-numeric budget": (None, ["--attack", "wdro", "--budget", "abc"], 2, "invalid float value"),
@@ -495,7 +496,7 @@ def test_attack_never_replaces_what_it_was_not_asked_to(capsys, tmp_path, make, 
             assert (tmp_path / "target.txt").read_text() == "notes"
 
 
-def test_train_refuses_a_folder_that_holds_a_run_and_leaves_no_folder_when_it_fails(capsys, tmp_path):
+def test_train_refuses_a_folder_that_holds_a_run_and_leaves_no_folder_when_it_fails(capsys, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "model.pt").write_bytes(b"a run of last week")
@@ -503,6 +504,26 @@ def test_train_refuses_a_folder_that_holds_a_run_and_leaves_no_folder_when_it_fa
     code, _, err = run(capsys, *argv, "--out", str(run_dir))
     assert code == 1 and err.count("\n") == 1 and "holds model.pt (pass --resume" in err
     assert (run_dir / "model.pt").read_bytes() == b"a run of last week"
+    import core.training.loop
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 36000000000 bytes.")
+
+    monkeypatch.setattr(core.training.loop, "build_classifier", no_memory)  # fails after the folder check
     fresh = tmp_path / "never-written"
-    code, _, err = run(capsys, *argv, "--out", str(fresh), "--width", "0")  # fails before the first write
-    assert code == 1 and err.count("\n") == 1 and not fresh.exists()
+    code, _, err = run(capsys, *argv, "--out", str(fresh))
+    assert code == 1 and err.count("\n") == 1 and "not enough memory" in err and not fresh.exists()
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["fairness", "--model", "fmnist-cnn", "--bootstrap", "1000000000"], "--bootstrap: expected a whole number from 0 to 100,000"),
+    (["evaluate", "--model", "fmnist-cnn", "--batch-size", "0"], "--batch-size: expected a whole number from 1 to 4,096"),
+    (["train", "--method", "erm", "--width", "1000000", "--out", "OUT"], "--width: expected a whole number from 1 to 256"),
+    (["train", "--method", "erm", "--epochs", "0", "--out", "OUT"], "--epochs: expected a whole number from 1 to 1,000"),
+    (["evaluate", "--model", "fmnist-cnn", "--n", "many"], "--n: expected a whole number from 1 to 60,000, got 'many'"),
+])
+def test_every_count_is_bounded_with_one_line(capsys, tmp_path, argv, text):
+    argv = [str(tmp_path / "run") if a == "OUT" else a for a in argv]
+    code, stdout, stderr = run(capsys, *argv)
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1 and text in stderr, stderr
+    assert not (tmp_path / "run").exists()  # nothing left behind
