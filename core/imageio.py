@@ -31,7 +31,10 @@ import math
 import os
 import pathlib
 import struct
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any, Union
 
 import numpy as np
@@ -95,6 +98,18 @@ MAX_SIDE = 20_000
 MAX_ASPECT = 20
 #: The first eight bytes of every PNG file.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Largest accepted estimate of the memory that decoding and converting one image takes, in bytes:
+#: ``width * height * PEAK_BYTES_PER_PIXEL[mode]`` (checked on the header, before any pixel is decoded).
+MAX_DECODED_BYTES = 380_000_000
+#: Peak bytes per pixel of :func:`load_tensor` by Pillow mode: the growth of peak resident memory, less the
+#: encoded file, measured at 3000 x 3000 and 6300 x 6300, rounded up (RGB 8.6, RGBA 18.1, 16-bit 28.5, float
+#: 34.5 measured). Pillow stores RGB in 4 bytes a pixel, and 16-bit, 32-bit and float images go through float64
+#: arrays when they are converted to 8 bits. With the torch process's ~310 MB, every accepted image stays under
+#: 700 MB of peak (``python -m bench.hostile_inputs``); the 6300 x 6300 RGB reference (40 Mpx) is accepted.
+PEAK_BYTES_PER_PIXEL = {"1": 2, "L": 2, "P": 8, "RGB": 9.5, "YCbCr": 9.5, "LAB": 9.5, "HSV": 9.5, "CMYK": 12,
+                        "RGBA": 20, "RGBa": 20, "LA": 20, "La": 20, "PA": 20, "I;16": 32, "I;16B": 32,
+                        "I;16L": 32, "I;16N": 32, "I": 38, "F": 38}
+_FORMAT_MODE = {"WEBP": "RGBA"}  # formats that decode to a larger mode than their header says
 
 #: What :func:`load_image` accepts as ``source``.
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes]]
@@ -119,6 +134,10 @@ ERR_RESIZE_LIMIT = (
     "resizing to {height}x{width} would need a {new_width}x{new_height} intermediate image "
     "({megapixels:.1f} megapixels), the limit is {limit:.1f} megapixels"
 )
+ERR_DECODED_LIMIT = ("image is too large to decode: {width}x{height} in mode {mode} takes about {mb:,.0f} MB, "
+                     "the limit is {limit:,.0f} MB")
+ERR_CONTAINER = ("image is too large: the icon file holds a {width}x{height} image (refused before decoding; "
+                 "the limit is {limit} pixels a side, {mb:,.0f} MB decoded)")
 ERR_DECOMPRESSION_BOMB = "image is too large (refused as a possible decompression bomb): {detail}"
 ERR_UNREADABLE = (
     "could not read the image: {detail} (expected an image file such as PNG, JPEG, BMP, GIF, "
@@ -237,6 +256,7 @@ def load_image(
     if len(data) > max_bytes:
         raise ValueError(ERR_BYTES_LIMIT.format(size=len(data) / 1e6, limit=max_bytes / 1e6))
 
+    _check_icon_container(data, max_side=max_side, max_aspect=max_aspect)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -265,14 +285,80 @@ def load_image(
             if max(width, height) > max_aspect * min(width, height):
                 ratio = max(width, height) / min(width, height)
                 raise ValueError(ERR_ASPECT_LIMIT.format(width=width, height=height, ratio=ratio, limit=max_aspect))
+            decoded = decode_estimate(img)
+            if decoded > MAX_DECODED_BYTES:
+                raise ValueError(ERR_DECODED_LIMIT.format(width=width, height=height, mode=img.mode, mb=decoded / 1e6,
+                                                          limit=MAX_DECODED_BYTES / 1e6))
+            if img.format == "JPEG" and max(width, height) > 4 * 1024:
+                img.draft(img.mode, (width // 4, height // 4))  # decode at a quarter scale where JPEG allows it
             try:
-                img.load()
+                with _decode_slot(decoded):
+                    img.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
                 raise ValueError(ERR_DECOMPRESSION_BOMB.format(detail=err)) from None
             except _DECODE_ERRORS as err:
                 raise ValueError(ERR_UNREADABLE.format(detail=_describe(err))) from None
             oriented = _exif_transpose(img)
     return _to_8bit(oriented, mode)
+
+
+def decode_estimate(img: Image.Image) -> int:
+    """Bytes that decoding and converting ``img`` (header read, pixels not yet) is expected to take at its peak."""
+    mode = _FORMAT_MODE.get(img.format or "", img.mode)
+    return int(img.width * img.height * PEAK_BYTES_PER_PIXEL.get(mode, max(PEAK_BYTES_PER_PIXEL.values())))
+
+
+#: Decodes of more than :data:`LARGE_DECODE` bytes that run at once in this process (a server's sessions share it):
+#: see :func:`decode_slots`.
+LARGE_DECODE = 50_000_000
+_DECODE_SLOTS: list[threading.BoundedSemaphore] = []  # made on first use
+_SLOTS_LOCK = threading.Lock()
+
+
+def decode_slots() -> int:
+    """How many large decodes may run at once here: 15% of the machine's memory over :data:`MAX_DECODED_BYTES`
+    (9 on a 24 GB machine: at most about 3.4 GB of decoding however many visitors upload)."""
+    return max(1, int(0.15 * _machine_memory() / MAX_DECODED_BYTES))
+
+
+@contextmanager
+def _decode_slot(decoded: int) -> Iterator[None]:
+    """Hold one of :func:`decode_slots` while a large image decodes (small ones never wait)."""
+    if decoded <= LARGE_DECODE:
+        yield
+        return
+    with _SLOTS_LOCK:
+        if not _DECODE_SLOTS:
+            _DECODE_SLOTS.append(threading.BoundedSemaphore(decode_slots()))
+    with _DECODE_SLOTS[0]:
+        yield
+
+
+def _check_icon_container(data: bytes, *, max_side: int, max_aspect: int) -> None:
+    """ICO and CUR files name each image's sides in one byte, and Pillow decodes the largest one as it opens the
+    file: read the header of every embedded PNG or BMP first, and refuse one over the limits before any decoding."""
+    if data[:4] not in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") or len(data) < 6:
+        return
+    (count,) = struct.unpack("<H", data[4:6])
+    for k in range(count):
+        entry = data[6 + 16 * k : 22 + 16 * k]
+        if len(entry) < 16:
+            return  # truncated: Pillow says so
+        offset = struct.unpack("<I", entry[12:16])[0]
+        head = data[offset : offset + 24]
+        if head[:8] == PNG_SIGNATURE and len(head) == 24:
+            width, height = struct.unpack(">II", head[16:24])
+            mode = "RGBA"
+        elif len(head) >= 12:  # BITMAPINFOHEADER: width, then twice the height (image and mask)
+            width, height = struct.unpack("<ii", head[4:12])
+            width, height, mode = abs(width), abs(height) // 2, "RGBA"
+        else:
+            continue
+        decoded = width * height * PEAK_BYTES_PER_PIXEL[mode]
+        if (max(width, height) > max_side or max(width, height) > max_aspect * max(min(width, height), 1)
+                or decoded > MAX_DECODED_BYTES):
+            raise ValueError(ERR_CONTAINER.format(width=width, height=height, limit=max_side,
+                                                  mb=MAX_DECODED_BYTES / 1e6))
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -449,6 +535,14 @@ def load_tensor(
 
 
 # --- private helpers -------------------------------------------------------------------
+
+
+def _machine_memory() -> int:
+    """Physical memory in bytes (8 GB when the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
 
 
 def _type_name(value: Any) -> str:

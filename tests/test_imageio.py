@@ -752,3 +752,51 @@ def test_the_resize_intermediate_is_bounded_before_it_is_allocated():
     with pytest.raises(ValueError, match=re.escape(message)):
         load_tensor(strip, channels=1, size=100, max_pixels=100_000)
     assert load_tensor(strip, channels=1, size=100, max_pixels=200_000).shape == (1, 1, 100, 100)
+
+
+# --- memory bounded by what is decoded -------------------------------------------------------------
+
+
+def _png_header(width: int, height: int, bit_depth: int = 8, colour: int = 0) -> bytes:
+    """A PNG whose header claims ``width x height`` (grey 0 / RGB 2 / RGBA 6, at ``bit_depth``) and holds no pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
+    return imageio.PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("bit_depth, colour, mode, accepted_side", [
+    (8, 2, "RGB", 6300),  # the documented largest: 6300 x 6300 RGB (40 Mpx) is accepted
+    (16, 0, "I;16", 3440),  # 16-bit grey: 32 bytes a pixel at its peak
+    (8, 6, "RGBA", 4350),
+])
+def test_the_decoded_budget_is_checked_on_the_header(bit_depth, colour, mode, accepted_side):
+    """A header that promises more decoded memory than MAX_DECODED_BYTES is refused before any pixel is decoded
+    (the file holds none); one just inside the budget passes the check and fails only for its missing pixels."""
+    big = _png_header(6300, 6300, bit_depth, colour)
+    expected = 6300 * 6300 * imageio.PEAK_BYTES_PER_PIXEL[mode]
+    if expected > imageio.MAX_DECODED_BYTES:
+        with pytest.raises(ValueError, match=re.escape(f"6300x6300 in mode {mode} takes about {expected / 1e6:,.0f} MB")):
+            load_image(big)
+    with pytest.raises(ValueError) as err:
+        load_image(_png_header(accepted_side, accepted_side, bit_depth, colour))
+    assert "too large" not in str(err.value)  # past the budget check: the decoder found no pixel data
+    assert accepted_side ** 2 * imageio.PEAK_BYTES_PER_PIXEL[mode] <= imageio.MAX_DECODED_BYTES
+
+
+def test_an_icon_file_is_refused_on_its_embedded_header_before_decoding():
+    """An ICO whose directory says 256 x 256 but holds a 9400 x 9400 PNG: Pillow would decode it on open."""
+    png = _png_header(9400, 9400)
+    ico = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 22) + png
+    with pytest.raises(ValueError, match=r"the icon file holds a 9400x9400 image \(refused before decoding"):
+        load_image(ico)
+    small = io.BytesIO()
+    Image.new("RGBA", (64, 64), (200, 10, 10, 255)).save(small, "ICO", sizes=[(64, 64)])
+    assert load_image(small.getvalue()).size == (64, 64)  # an ordinary icon still loads
+
+
+def test_large_decodes_share_a_bounded_number_of_slots():
+    assert imageio.decode_slots() >= 1
+    assert imageio.decode_slots() * imageio.MAX_DECODED_BYTES <= 0.15 * imageio._machine_memory() + imageio.MAX_DECODED_BYTES
