@@ -214,6 +214,22 @@ def presentation_layout() -> None:
     st.html(PRESENTATION_CSS)
 
 
+UPLOAD_TOO_LARGE = "{name} is {size:.1f} MB; the limit for this box is {limit} MB"
+
+
+def upload_bytes(upload, limit_mb: int) -> bytes | None:
+    """The bytes of an uploaded file, or ``None`` with a one-line error when it is over ``limit_mb``.
+
+    The widget's ``max_upload_size`` is enforced by the browser only: a client that posts to the server
+    directly is held to the limit here, on the size the server recorded, before the bytes are read.
+    """
+    if upload.size > limit_mb * 2**20:
+        show_error(ValueError(UPLOAD_TOO_LARGE.format(name=upload.name, size=upload.size / 2**20, limit=limit_mb)),
+                   what="Cannot use that file")
+        return None
+    return upload.getvalue()
+
+
 def show_error(err: BaseException, *, what: str) -> None:
     """An error box for a failure the person can act on, never a traceback (one line)."""
     text = " ".join(str(err).split())
@@ -263,4 +279,5 @@ def data_source_ui(dataset: str) -> DataChoice:
     if not roots:
         st.caption(f"Folders on the server are off: whoever runs the server can allow some with "
                    f"{DATA_ROOTS_VARIABLE} (see the README).")
-    return DataChoice(archive=upload.getvalue()) if upload is not None else DataChoice()
+    archive = upload_bytes(upload, MAX_ZIP_MB) if upload is not None else None
+    return DataChoice(archive=archive) if archive is not None else DataChoice()

@@ -41,6 +41,7 @@ from pages.common import (
     presentation_layout,
     show_error,
     test_set,
+    upload_bytes,
     weights_digest,
     weights_upload_mb,
 )
@@ -68,8 +69,8 @@ with controls:
                 "or upload a state-dict file of this architecture.", icon=":material/download:")
         uploaded_weights = st.file_uploader("State dict (.pt, .pth)", type=["pt", "pth"], key="explore.weights",
                                             max_upload_size=weights_upload_mb(name))
-        if uploaded_weights is not None:
-            weights = uploaded_weights.getvalue()  # kept in memory, never written to the server's disk
+        weights = upload_bytes(uploaded_weights, weights_upload_mb(name)) if uploaded_weights is not None else None
+        if weights is not None:  # kept in memory, never written to the server's disk
             digest = weights_digest(weights)
         elif st.button("Download the weights", key="explore.download"):
             with st.spinner(f"Downloading the weights of {name} ..."):
@@ -100,8 +101,8 @@ with controls:
     elif source == "Upload":
         upload = st.file_uploader("Image file", type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"],
                                   key="explore.upload", max_upload_size=MAX_IMAGE_MB)
-        if upload is not None:
-            data = upload.getvalue()
+        data = upload_bytes(upload, MAX_IMAGE_MB) if upload is not None else None
+        if upload is not None and data is not None:
             try:
                 x = load_tensor(data, channels=spec.channels, size=spec.input_size)
             except (ValueError, OSError) as err:

@@ -323,3 +323,16 @@ def test_fairness_page_cancel_and_missing_folder(tmp_path, monkeypatch):
     # cancelled at once: either before the first step (nothing kept) or after a few steps (kept, marked)
     assert all(label.endswith("(cancelled)") for label in trained)
     assert any("cancelled" in w.value for w in app.warning) or trained
+
+
+def test_the_server_holds_an_upload_to_its_box_limit():
+    """The widgets' max_upload_size is the browser's check; the page checks the size the server recorded."""
+    from types import SimpleNamespace
+
+    from pages.common import MAX_IMAGE_MB, upload_bytes
+
+    read = []
+    big = SimpleNamespace(name="huge.tif", size=MAX_IMAGE_MB * 2**20 + 1, getvalue=lambda: read.append(1) or b"x")
+    assert upload_bytes(big, MAX_IMAGE_MB) is None and read == []  # refused before its bytes are read
+    small = SimpleNamespace(name="ok.png", size=3, getvalue=lambda: b"png")
+    assert upload_bytes(small, MAX_IMAGE_MB) == b"png"
