@@ -3,8 +3,10 @@
     python -m bench.hostile_inputs            # prints a markdown table (about 1 minute on 2 CPU cores)
 
 Every case runs ``python -m core ...`` as a child of a fresh wrapper process and reports the
-child's exit code, the first line of its stderr and its peak resident memory (``ru_maxrss``).
-"Clear message" means exit code 1 with a single line on stderr and no traceback. The app uses
+child's exit code, the first line of its stderr, its peak resident memory (``ru_maxrss``) and
+its wall time. "Clear message" means a non-zero exit code (1, or 2 for a bad argument) with a
+single line on stderr and no traceback; a refused command that changed any file of the work
+folder (replaced, created or left a folder) is flagged. The app uses
 the same loaders, so the same limits hold there (tests/test_app.py, tests/test_browser.py).
 The last rows train two seeded models in two threads of one process and compare them with a
 solo run, bitwise.
@@ -13,10 +15,12 @@ solo run, bitwise.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -49,7 +53,7 @@ def verdict(code: int, err: str) -> str:
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pdro-hostile-"))
     out = str(work / "o.png")
-    attack = ["attack", "--model", "fmnist-cnn", "--attack", "wdro", "--budget", "0.02", "--out", out]
+    attack = ["attack", "--model", "fmnist-cnn", "--attack", "wdro", "--budget", "0.02", "--out", out, "--force"]
     cases: list[tuple[str, list[str]]] = []
 
     cases.append(("a gallery image (reference)", [*attack, "--image", str(IMAGE)]))
@@ -64,6 +68,22 @@ def main() -> None:
     ramp = np.add.outer(np.arange(6300), np.arange(6300)) % 256  # 39.7 megapixels, just under the limit
     Image.fromarray(np.stack([ramp, ramp.T, 255 - ramp], axis=-1).astype(np.uint8)).save(work / "big.png")
     cases.append(("6,300 x 6,300 RGB PNG (the largest accepted)", [*attack, "--image", str(work / "big.png")]))
+    side = 6300
+    Image.new("I;16", (side, side), 3000).save(work / "grey16.png")
+    Image.fromarray(np.full((side, side), 0.5, np.float32)).save(work / "float.tiff", compression="tiff_deflate")
+    Image.fromarray(np.full((side, side), 7, np.int32)).save(work / "int.tiff", compression="tiff_deflate")
+    Image.new("RGBA", (side, side), (1, 2, 3, 100)).save(work / "rgba.png")
+    for name, label in (("grey16.png", "16-bit grey PNG"), ("float.tiff", "float32 TIFF"), ("int.tiff", "int32 TIFF"),
+                        ("rgba.png", "RGBA PNG")):
+        size = (work / name).stat().st_size / 1e3
+        cases.append((f"6,300 x 6,300 {label} ({size:.0f} KB)", [*attack, "--image", str(work / name)]))
+    Image.fromarray(np.full((3160, 3160), 0.5, np.float32)).save(work / "float-max.tiff", compression="tiff_deflate")
+    cases.append(("3,160 x 3,160 float32 TIFF (the largest float accepted)", [*attack, "--image", str(work / "float-max.tiff")]))
+    inner = _png_header(9400, 9400)
+    ico = (b"\x00\x00\x01\x00\x01\x00" + bytes([0, 0, 0, 0]) + (1).to_bytes(2, "little") + (32).to_bytes(2, "little")
+           + len(inner).to_bytes(4, "little") + (22).to_bytes(4, "little") + inner)
+    (work / "icon.png").write_bytes(ico)
+    cases.append(("ICO saying 256 x 256, holding a 9,400 x 9,400 PNG", [*attack, "--image", str(work / "icon.png")]))
 
     bomb = work / "bomb.pt"
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -71,7 +91,7 @@ def main() -> None:
             block = bytes(1 << 20)
             for _ in range(3 * 1024):  # 3 GiB of zeros
                 member.write(block)
-    fgsm = ["attack", "--model", "fmnist-cnn", "--attack", "fgsm", "--eps", "0.03", "--image", str(IMAGE), "--out", out]
+    fgsm = ["attack", "--model", "fmnist-cnn", "--attack", "fgsm", "--eps", "0.03", "--image", str(IMAGE), "--out", out, "--force"]
     cases.append((f"weights: zip bomb, 3 GiB member in {bomb.stat().st_size / 1e6:.1f} MB", [*fgsm, "--weights", str(bomb)]))
     (work / "random.pt").write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
     cases.append(("weights: 4 KB of random bytes", [*fgsm, "--weights", str(work / "random.pt")]))
@@ -90,19 +110,44 @@ def main() -> None:
     (work / "file").write_text("x")
     cases.append(("train: output folder under a file (unwritable)",
                   ["train", "--method", "erm", "--epochs", "1", "--out", str(work / "file" / "run")]))
+    (work / "notes.txt").write_text("my notes\n")
+    fgsm_to = ["attack", "--model", "fmnist-cnn", "--attack", "fgsm", "--eps", "0.03", "--image", str(IMAGE), "--out"]
+    cases.append(("attack --out: an existing text file", [*fgsm_to, str(work / "notes.txt")]))
+    os.mkfifo(work / "fifo")
+    cases.append(("attack --out: a FIFO, with --force", [*fgsm_to, str(work / "fifo"), "--force"]))
+    (work / "link.png").symlink_to(work / "notes.txt")
+    cases.append(("attack --out: a symbolic link to a file", [*fgsm_to, str(work / "link.png"), "--force"]))
+    cases.append(("fairness --bootstrap 1,000,000,000", ["fairness", "--model", "fmnist-cnn", "--bootstrap", "1000000000"]))
+    cases.append(("attack --steps 1,000,000,000", [*attack, "--image", str(IMAGE), "--steps", "1000000000"]))
+    cases.append(("evaluate --batch-size 0", ["evaluate", "--model", "fmnist-cnn", "--batch-size", "0"]))
+    cases.append(("train --width 1,000,000", ["train", "--method", "erm", "--width", "1000000", "--out", str(work / "wide")]))
 
-    print("| input | ended | peak RSS (MB) | first line of stderr |")
-    print("| --- | --- | --- | --- |")
+    print("| input | ended | peak RSS (MB) | seconds | first line of stderr |")
+    print("| --- | --- | --- | --- | --- |")
     for name, argv in cases:
+        before = _listing(work)
+        start = time.perf_counter()
         rss, code, err = run_cli(*argv)
+        seconds = time.perf_counter() - start
         first = (err.strip().splitlines() or [""])[0].replace(str(work), "<tmp>").replace("|", "\\|")
         leaked = " **(file content shown)**" if "SECRET-LINE" in err else ""
-        print(f"| {name} | {verdict(code, err)}{leaked} | {rss:.0f} | {first[:150]} |")
+        changed = "" if code == 0 or _listing(work) == before else " **(files changed)**"
+        print(f"| {name} | {verdict(code, err)}{leaked}{changed} | {rss:.0f} | {seconds:.1f} | {first[:150]} |")
     print()
     print(concurrent_vs_solo())
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     print("\nServer configuration in force (.streamlit/config.toml):",
           ", ".join(f"{section}.{k} = {v!r}" for section, values in config.items() for k, v in values.items()))
+
+
+def _listing(folder: Path) -> list[tuple[str, str, int, float]]:
+    """Every entry under ``folder``: name, kind, size, modification time (what a refused command must leave)."""
+    entries = []
+    for path in sorted(folder.rglob("*")):
+        st = path.lstat()
+        kind = "link" if path.is_symlink() else "dir" if path.is_dir() else "file"
+        entries.append((str(path.relative_to(folder)), kind, st.st_size, st.st_mtime))
+    return entries
 
 
 def concurrent_vs_solo() -> str:

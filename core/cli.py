@@ -68,6 +68,17 @@ def count(lo: int, hi: int):
     return parse
 
 
+METRIC_RENAMED = "note: --metric is now --measure (the old name works until the next release)"
+
+
+class _Deprecated(argparse.Action):
+    """``--metric``: the transport cost's name before 2026-12, kept for one release with a one-line notice."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(METRIC_RENAMED, file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m core", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
@@ -114,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                      help="option of the data set loader, e.g. n_train=3000 (repeatable)")
     fit.add_argument("--method", required=True, choices=list(METHODS))
+    fit.add_argument("--metric", dest="measure", choices=list(MEASURES), action=_Deprecated, help=argparse.SUPPRESS)
     fit.add_argument("--measure", default=DEFAULT_COST, choices=list(MEASURES),
                      help=f"W-DRO transport cost (default {DEFAULT_COST})")
     fit_form = fit.add_mutually_exclusive_group()
@@ -169,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_attack_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metric", dest="measure", choices=list(MEASURES), action=_Deprecated, help=argparse.SUPPRESS)
     parser.add_argument("--measure", default=DEFAULT_COST, choices=list(MEASURES),
                         help=f"transport cost of wdro (default {DEFAULT_COST})")
     form = parser.add_mutually_exclusive_group()

@@ -13,7 +13,10 @@ st.markdown(
     "$x$ to $x'$ is a perceptual dissimilarity $d(x, x')$, zero when nothing changes; labels never move:"
 )
 st.latex(r"c\big((x,y),(x',y')\big) = \begin{cases} d(x,x') & y = y' \\ +\infty & y \neq y' \end{cases}"
-         r"\qquad d(x,x') = 1 - \mathrm{SSIM}(x,x')")
+         r"\qquad d(x,x') = 1 - \mathrm{SSIM}_{\mathrm{pad}}(x,x')")
+st.caption("The default cost is SSIM on images padded by reflection, so that every pixel, the border included, "
+           "sits in as many windows as the centre (the classic SSIM averages only windows that fit inside the "
+           "image and leaves a 28 px image's 5-pixel frame nearly free). Other measures are selectable.")
 st.markdown("The **worst-case risk** within a Wasserstein ball of radius $\\delta$ (the **DRO budget**) "
             "around the $n$ clean examples $P_n$ is")
 st.latex(r"R_\delta(\theta) = \sup_{Q:\ W_c(Q, P_n) \le \delta}\ \mathbb{E}_Q\big[\ell(\theta; X, Y)\big].")

@@ -527,3 +527,24 @@ def test_every_count_is_bounded_with_one_line(capsys, tmp_path, argv, text):
     code, stdout, stderr = run(capsys, *argv)
     assert code == 2 and stdout == "" and stderr.count("\n") == 1 and text in stderr, stderr
     assert not (tmp_path / "run").exists()  # nothing left behind
+
+
+def test_the_command_the_bundled_notice_prints_imports(capsys, monkeypatch, tmp_path):
+    """The notice's command runs as printed up to the download itself (which needs a network): its import works."""
+    import re as _re
+
+    from core.data import BUNDLED_NOTICE
+
+    code = _re.search(r'python -c "(.+?)"', BUNDLED_NOTICE.replace('\\"', '"')).group(1)
+    imports = code.split(";")[0]
+    assert imports.startswith("from core.data import download_fashion_mnist")
+    proc = subprocess.run([sys.executable, "-c", imports], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_metric_is_a_deprecated_alias_of_measure(capsys, tmp_path):
+    code, stdout, stderr = run(capsys, *attack_argv(tmp_path / "o.png", "--attack", "wdro", "--metric", "ssim",
+                                                    "--steps", "3", "--json"))
+    assert code == 0 and json.loads(stdout)["measure"] == "ssim"
+    assert stderr.strip() == "note: --metric is now --measure (the old name works until the next release)"
