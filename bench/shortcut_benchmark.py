@@ -62,8 +62,8 @@ SELECT: dict[str, dict] = {  # candidates judged on validation mean accuracy, se
     **{f"JTT T{t} l{u:g}": dict(method="jtt", jtt_epochs=t, jtt_upweight=u) for t in (1, 2, 3)
        for u in (5.0, 20.0, 50.0)},
 }
-MAP_BUDGETS = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4)  # W-DRO budgets swept against each cue (one seed)
-MAP_EPS = (0.025, 0.05, 0.1, 0.2)  # PGD-AT radii swept against each cue (one seed)
+MAP_BUDGETS = (0.0125, 0.025, 0.1, 0.2, 0.4)  # W-DRO budgets swept against each cue (one seed; + the verdict's)
+MAP_EPS = (0.025, 0.05, 0.2)  # PGD-AT radii swept against each cue (one seed; + the verdict's 0.1)
 CUES = ("mark", "pattern")
 
 
@@ -74,7 +74,8 @@ def plan(part: str) -> dict[str, dict]:
     if part == "select":
         return SELECT
     if part == "map":
-        runs = {f"W-DRO {b}": dict(method="wdro", budget=b, inner_steps=5) for b in MAP_BUDGETS}
+        steps = VERDICT["W-DRO"]["inner_steps"]
+        runs = {f"W-DRO {b}": dict(method="wdro", budget=b, inner_steps=steps) for b in MAP_BUDGETS}
         runs.update({f"PGD-AT {e}": dict(method="pgd-at", eps=e, pgd_steps=3) for e in MAP_EPS})
         return runs
     raise ValueError(part)
@@ -194,10 +195,31 @@ def report(args) -> dict:
                           "d_worst": d_worst, "d_cue_free": d_free, "seconds_per_epoch": spe,
                           "labels_used": rs[0]["labels_used"], "config": rs[0]["config"]}
             summary["epochs"] = rs[0]["config"]["epochs"]
-        summary["cues"][cue] = {"distance": dist, "rows": rows}
+        summary["cues"][cue] = {"distance": dist, "rows": {n: r for n, r in rows.items() if n in VERDICT},
+                                "map": dose_response(rows, dist)}
     if args.asset:
         atomic_write(Path(args.asset), json.dumps(summary, indent=1).encode())
     return summary
+
+
+def dose_response(rows: dict, dist: dict) -> dict:
+    """The sweeps of one cue: W-DRO by budget over the switch's cost, PGD-AT by radius over its L-inf; each point
+    the worst group minus ERM's (paired by seed, points) and the cue-free accuracy minus ERM's."""
+    sweeps: dict = {"W-DRO": [], "PGD-AT": []}
+    for name, row in rows.items():
+        if row["d_worst"] is None:
+            continue
+        kind, _, size = name.rpartition(" ")
+        if name == "W-DRO":
+            kind, size = "W-DRO", row["config"]["budget"]
+        elif name == "PGD-AT 0.1":
+            kind, size = "PGD-AT", 0.1
+        elif kind not in sweeps:
+            continue
+        scale = dist["cost"] if kind == "W-DRO" else dist["linf"]
+        sweeps[kind].append({"size": float(size), "ratio": float(size) / scale, "d_worst": row["d_worst"],
+                             "d_cue_free": row["d_cue_free"], "seeds": len(row["seeds"])})
+    return {k: sorted(v, key=lambda point: point["size"]) for k, v in sweeps.items()}
 
 
 def slug(name: str) -> str:

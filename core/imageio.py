@@ -136,8 +136,8 @@ ERR_RESIZE_LIMIT = (
 )
 ERR_DECODED_LIMIT = ("image is too large to decode: {width}x{height} in mode {mode} takes about {mb:,.0f} MB, "
                      "the limit is {limit:,.0f} MB")
-ERR_CONTAINER = ("image is too large: the icon file holds a {width}x{height} image (refused before decoding; "
-                 "the limit is {limit} pixels a side, {mb:,.0f} MB decoded)")
+ERR_CONTAINER = ("image is too large: the icon file holds a {width}x{height} image, about {mb:,.0f} MB to decode "
+                 "(limits: {limit} pixels a side, {budget:,.0f} MB, 20:1); refused before decoding")
 ERR_DECOMPRESSION_BOMB = "image is too large (refused as a possible decompression bomb): {detail}"
 ERR_UNREADABLE = (
     "could not read the image: {detail} (expected an image file such as PNG, JPEG, BMP, GIF, "
@@ -357,8 +357,8 @@ def _check_icon_container(data: bytes, *, max_side: int, max_aspect: int) -> Non
         decoded = width * height * PEAK_BYTES_PER_PIXEL[mode]
         if (max(width, height) > max_side or max(width, height) > max_aspect * max(min(width, height), 1)
                 or decoded > MAX_DECODED_BYTES):
-            raise ValueError(ERR_CONTAINER.format(width=width, height=height, limit=max_side,
-                                                  mb=MAX_DECODED_BYTES / 1e6))
+            raise ValueError(ERR_CONTAINER.format(width=width, height=height, limit=max_side, mb=decoded / 1e6,
+                                                  budget=MAX_DECODED_BYTES / 1e6))
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:

@@ -15,16 +15,40 @@ from core.services.fairness_demo import (
     TARGET_WORST,
     load_demo,
     load_demo_evaluation,
+    SHORTCUT_TARGET,
+    cue_examples,
     load_fairness_map,
+    load_shortcut_summary,
     map_coverage,
     map_verdict,
+    shortcut_story,
+    shortcut_verdict,
     train_and_evaluate,
 )
-from core.services.figures import CONDITIONS, cost_by_group, fairness_map, group_accuracy_bars, report_of, training_curves
+from core.services.figures import (
+    CONDITIONS,
+    cost_by_group,
+    fairness_map,
+    group_accuracy_bars,
+    report_of,
+    shortcut_bars,
+    shortcut_map,
+    training_curves,
+)
 from core.services.jobs import Job, JobsBusy
 from core.measures import DEFAULT_COST, MEASURES
 from core.training import TrainConfig
-from pages.common import DataChoice, data_source_ui, device, job_slots, keep, keep_choices, session_jobs, show_error
+from pages.common import (
+    DataChoice,
+    data_source_ui,
+    device,
+    display_image,
+    job_slots,
+    keep,
+    keep_choices,
+    session_jobs,
+    show_error,
+)
 
 keep_choices()  # first, before any widget: see pages.common.keep
 
@@ -54,6 +78,51 @@ def protocol_map() -> dict | None:
     return load_fairness_map()
 
 
+@st.cache_data(show_spinner=False)
+def shortcut_summary() -> dict | None:
+    return load_shortcut_summary()
+
+
+@st.cache_data(show_spinner=False)
+def examples_of(cue: str) -> list:
+    return cue_examples(cue)
+
+
+def shortcut_section(summary: dict) -> None:
+    """The case where perceptual DRO helps: a label-correlated cue that its ball can switch (and one it cannot)."""
+    st.subheader("Where W-DRO helps: a shortcut inside the perceptual ball")
+    story = shortcut_story(summary)
+    if story:
+        st.markdown(story)
+    cues = [c for c in ("mark", "pattern") if c in summary["cues"]]
+    cue = st.radio("Cue", cues, horizontal=True, key=keep("keep.fair_cue", cues[0]),
+                   format_func={"mark": "a bright pixel (cheap in SSIM)", "pattern": "a faint pattern (cheap in L-inf)"}.get)
+    columns = st.columns(4)
+    for column, (image, caption) in zip(columns, examples_of(cue)):
+        column.image(display_image(image, side=168), caption=caption, width="stretch")
+    st.plotly_chart(shortcut_bars(summary, cue), width="stretch", key="fair.shortcut")
+    v = shortcut_verdict(summary, cue)
+    if v is not None:
+        dist = v["distance"]
+        parts = [f"Switching this cue costs {dist['cost']:.3f} in the perceptual cost and {dist['linf']:.2f} in L-inf. "
+                 f"W-DRO's worst group: {v['worst'][0]:+.1f} ± {v['worst'][1] or 0:.1f} points against ERM's over "
+                 f"{v['seeds']} seeds; on images without the cue {v['cue_free'][0]:+.1f}."]
+        if v["jtt"] is not None:
+            parts.append(f"Against JTT (no group labels either): {v['jtt']:+.1f} points.")
+        if v["group_dro"] is not None:
+            parts.append(f"Against Group DRO (reads the group labels): {v['group_dro']:+.1f} points.")
+        parts.append(f"The target (+{SHORTCUT_TARGET:g} points, interval above 0, no loss without the cue) is "
+                     + ("met." if v["helps"] else "not met."))
+        st.caption(" ".join(parts) + f" Each method trained {summary['epochs']} epochs on 6,000 images, 99% with "
+                   "their own class's cue; test images half and half. 'Random cue' is ERM with every cue drawn "
+                   "at random: the shortcut removed, the ceiling.")
+    if any(entry.get("map", {}).get("W-DRO") for entry in summary["cues"].values()):
+        st.plotly_chart(shortcut_map(summary), width="stretch", key="fair.shortcut_map")
+        st.caption("How big the ball must be: each method's worst group minus ERM's against the size of its ball "
+                   "over what switching the cue costs in the ball's own measure (right of the dashed line, the "
+                   "ball holds the switch). One seed off the verdict's points, three on them.")
+
+
 @st.cache_resource(show_spinner="Loading the demo model ...")
 def demo_model(name: str):
     """A bundled demo model on the app's device, frozen and shared (training works on a copy)."""
@@ -77,6 +146,10 @@ st.caption("A classifier trained by plain ERM learns a minority group less well.
            f"were trained alike for {EPOCHS} epochs, the point where ERM's validation accuracy stopped improving "
            "(the fair protocol, docs/fairness-training.md).")
 summary = protocol_map()
+shortcut = shortcut_summary()
+if shortcut is not None:
+    shortcut_section(shortcut)
+    st.subheader("Minorities far outside the ball: the bundled demo")
 
 
 def verdict_line(summary: dict, rendering: str = "inverted") -> str:

@@ -119,6 +119,78 @@ def map_order(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 TARGET_WORST, TARGET_MEAN_LOSS, TARGET_FLOOR = 5.0, 1.0, -1.0  # issue targets, points against ERM
+SHORTCUT_FILE = "shortcut.json"
+SHORTCUT_TARGET = 10.0  # W-DRO's worst group above ERM's on the mark, in points (3 seeds, interval above 0)
+
+
+def load_shortcut_summary(folder: str | os.PathLike[str] = DEMO_DIR) -> dict[str, Any] | None:
+    """The shortcut benchmark's summary (``shortcut.json``, ``bench.shortcut_benchmark --report DIR --asset``), or ``None``."""
+    path = Path(folder) / SHORTCUT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def shortcut_verdict(summary: dict[str, Any], cue: str = "mark") -> dict[str, Any] | None:
+    """What the shortcut runs say on one cue, computed from their numbers (points; ``None`` if W-DRO or ERM is missing).
+
+    Returns a dict with ``worst`` and ``cue_free`` (W-DRO minus ERM, paired by seed: mean and 95%
+    half-width), ``helps`` (the worst group at least :data:`SHORTCUT_TARGET` points up with its
+    interval above 0, and cue-free accuracy not below ERM's), ``pgd`` (PGD-AT's worst group minus
+    ERM's), ``jtt`` and ``group_dro`` (W-DRO's worst group minus theirs, from the means), and ``seeds``.
+    """
+    entry = summary.get("cues", {}).get(cue)
+    if entry is None or "W-DRO" not in entry["rows"] or "ERM" not in entry["rows"]:
+        return None
+    rows = entry["rows"]
+    wdro = rows["W-DRO"]
+    worst, free = wdro["d_worst"], wdro["d_cue_free"]
+    if worst is None:
+        return None
+    low = worst[0] - (worst[1] or float("inf"))
+
+    def minus(name: str) -> float | None:
+        return wdro["worst"][0] - rows[name]["worst"][0] if name in rows else None
+
+    pgd = next((rows[n]["d_worst"] for n in rows if n.startswith("PGD-AT") and rows[n]["d_worst"]), None)
+    return {
+        "worst": worst, "cue_free": free, "seeds": len(wdro["seeds"]), "distance": entry["distance"],
+        "helps": worst[0] >= SHORTCUT_TARGET and low > 0 and free is not None and free[0] >= 0,
+        "pgd": pgd, "jtt": minus("JTT"), "group_dro": minus("Group DRO"),
+    }
+
+
+def cue_examples(cue: str, *, per_group: int = 2) -> list[tuple[torch.Tensor, str]]:
+    """A few bundled validation images of ``fmnist-shortcut`` with their cue: ``per_group`` whose cue names their
+    class, then ``per_group`` whose cue names another; each as ``(image (1, 28, 28) in [0, 1], caption)``."""
+    from core.data.fmnist_shortcut import cue_assignment
+    from core.data.splits import seeded_rng
+
+    data = load_group_dataset("fmnist-shortcut", "val", source="bundled", cue=cue)
+    _, place = cue_assignment(data.y, 0.5, seeded_rng(0, "shortcut-val"))  # the loader's own draw (seed 0)
+    x, y, g = data.tensors()
+    names = data.classes
+    picked = [*(g == 0).nonzero().flatten()[:per_group].tolist(), *(g == 1).nonzero().flatten()[:per_group].tolist()]
+    return [(x[i], f"{names[int(y[i])]} · cue says {names[int(place[i])]}") for i in picked]
+
+
+def shortcut_story(summary: dict[str, Any]) -> str:
+    """Three sentences a speaker can say, with the numbers of the mark and the pattern filled in."""
+    mark, pattern = shortcut_verdict(summary, "mark"), shortcut_verdict(summary, "pattern")
+    if mark is None:
+        return ""
+    said = [f"When 99% of the training images carry a bright pixel whose place names the class, ERM learns the "
+            f"pixel and fails on the images where it lies: its worst group is "
+            f"{summary['cues']['mark']['rows']['ERM']['worst'][0]:.0f}%.",
+            f"Moving that pixel costs only {mark['distance']['cost']:.3f} in the perceptual cost, inside W-DRO's "
+            f"ball, so W-DRO training makes the shortcut worthless: {mark['worst'][0]:+.1f} worst-group points over "
+            f"{mark['seeds']} seeds, without reading a group label"
+            + (f", while PGD-AT, whose L-inf ball cannot move a white pixel, gets {mark['pgd'][0]:+.1f}." if mark["pgd"]
+               else ".")]
+    if pattern is not None:
+        said.append(f"A faint pattern is the reverse: it costs {pattern['distance']['cost']:.2f} in the perceptual "
+                    f"cost but only {pattern['distance']['linf']:.1f} in L-inf, and there W-DRO gets "
+                    f"{pattern['worst'][0]:+.1f} points"
+                    + (f" and PGD-AT {pattern['pgd'][0]:+.1f}." if pattern["pgd"] else "."))
+    return " ".join(said)
 
 
 def map_verdict(summary: dict[str, Any], method: str = "W-DRO", *, selection: str = "last") -> dict[str, dict]:

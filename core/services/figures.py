@@ -296,3 +296,53 @@ def heatmap_image(values: torch.Tensor, *, vmax: float | None = None) -> Image.I
     grid = np.linspace(0.0, 1.0, len(anchors))
     rgb = np.stack([np.interp(t, grid, anchors[:, k]) for k in range(3)], axis=-1).round().astype(np.uint8)
     return Image.fromarray(rgb)  # (H, W, 3) uint8: RGB
+
+
+SHORTCUT_PARTS = {"aligned": "cue agrees", "worst": "cue disagrees (worst group)", "cue_free": "no cue"}
+
+
+def shortcut_bars(summary: Mapping, cue: str) -> go.Figure:
+    """Per method on one cue of the shortcut runs: test accuracy where the cue agrees with the class, where it
+    disagrees (the worst group) and on the cue-free images; means over seeds with 95% t-intervals."""
+    rows = summary["cues"][cue]["rows"]
+    names = list(rows)
+    fig = go.Figure()
+    colours = (MODEL_COLOURS[0], MODEL_COLOURS[4], MODEL_COLOURS[6])
+    for (key, label), colour in zip(SHORTCUT_PARTS.items(), colours):
+        means = [rows[n][key][0] for n in names]
+        halves = [rows[n][key][1] or 0.0 for n in names]
+        fig.add_trace(go.Bar(x=names, y=means, name=label, marker_color=colour,
+                             error_y=dict(type="data", array=halves, visible=True),
+                             text=[f"{m:.0f}" for m in means], textposition="outside"))
+    fig.update_layout(barmode="group", height=380, yaxis=dict(range=[0, 108], title="test accuracy (%)"),
+                      legend=dict(orientation="h", y=-0.2), font=dict(size=15), **_LAYOUT)
+    return fig
+
+
+def shortcut_map(summary: Mapping) -> go.Figure:
+    """The dose-response map of the shortcut runs: worst-group accuracy minus ERM's (points) against the size of the
+    ball over the cue's switch distance (W-DRO: budget / cost of the switch; PGD-AT: radius / its L-inf), per cue.
+    A ratio above 1 means the ball holds the switch."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=[
+        "W-DRO: budget / the cue's switch cost", "PGD-AT: radius / the cue's switch L-inf"])
+    dashes = {"mark": "solid", "pattern": "dot"}
+    for cue, entry in summary["cues"].items():
+        for col, kind in enumerate(("W-DRO", "PGD-AT"), start=1):
+            points = entry.get("map", {}).get(kind, [])
+            if not points:
+                continue
+            fig.add_trace(go.Scatter(
+                x=[p["ratio"] for p in points], y=[p["d_worst"][0] for p in points], mode="lines+markers",
+                name=f"{kind}, {cue}", line=dict(dash=dashes.get(cue, "solid"),
+                                                 color=METHOD_COLOURS["W-DRO" if kind == "W-DRO" else "PGD-AT"]),
+                hovertext=[f"{kind} {p['size']:g} ({p['seeds']} seed{'s' * (p['seeds'] > 1)})" for p in points],
+            ), row=1, col=col)
+    for col in (1, 2):
+        fig.add_vline(x=1.0, line=dict(color="grey", dash="dash"), row=1, col=col)
+        fig.update_xaxes(type="log", row=1, col=col)
+    fig.add_hline(y=0, line=dict(color="black", width=1))
+    fig.update_yaxes(title="worst group vs ERM (points)", row=1, col=1)
+    fig.update_layout(height=400, legend=dict(orientation="h", y=-0.2), font=dict(size=15), **_LAYOUT)
+    return fig
