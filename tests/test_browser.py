@@ -253,6 +253,46 @@ def test_a_zipped_csv_data_set_trains_in_the_page(server, page):
     shot(page, "fairness-zip")
 
 
+def test_cancel_stops_a_training_run_that_is_still_loading_its_images(server, page):
+    """A slow data set (one 1,200 px photo listed 3,000 times: over a minute to load) is cancelled while it
+    loads: the run ends, and frees its slot, without waiting for the loading to finish."""
+    import io
+    import time
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)).save(photo, "PNG")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("imgs/big.png", photo.getvalue())
+        rows = [f"imgs/big.png,{i % 2},{(i // 2) % 2}" for i in range(3000)]
+        archive.writestr("metadata.csv", "path,label,group\n" + "\n".join(rows) + "\n")
+    page.goto(f"{server}/fairness")
+    expect(page.get_by_role("heading", name="Group fairness before and after DRO training")).to_be_visible(
+        timeout=RENDER_TIMEOUT)
+    choose(page, "Data set", "Image folder + CSV of path,label,group (yours)")
+    page.locator("input[type=file]").last.set_input_files(
+        files=[{"name": "slow.zip", "mimeType": "application/zip", "buffer": buffer.getvalue()}])
+    train = page.get_by_role("button", name="Train", exact=True)
+    expect(train).to_be_enabled(timeout=RENDER_TIMEOUT)
+    choose(page, "Method", "ERM")
+    train.click()
+    expect(page.get_by_test_id("stProgress")).to_contain_text("loading csv", timeout=RENDER_TIMEOUT)
+    page.wait_for_timeout(1500)  # well into the loading
+    cancelled_at = time.monotonic()
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_text("Training was cancelled before its first step")).to_be_visible(timeout=RENDER_TIMEOUT)
+    waited = time.monotonic() - cancelled_at
+    # Loading all the images takes over a minute; the run must end long before. (The 2 s bound itself is
+    # tests/test_jobs.py's; here the page's 1 s poll and a loaded machine's reruns come on top.)
+    assert waited < 15.0, f"the run went on loading for {waited:.1f} s after Cancel"
+    expect(page.get_by_text("training runs are going on this server")).to_have_count(0)
+    no_exception(page)
+
+
 def test_a_hidden_select_slider_comes_back_with_its_value(server, page):
     """The DRO budget survives switching the attack away and back (it used to come back as its first option)."""
     run = page.get_by_role("button", name="Run", exact=True)
