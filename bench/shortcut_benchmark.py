@@ -57,12 +57,11 @@ VERDICT: dict[str, dict] = {  # the cells the verdict rests on (3 seeds)
 }
 LABELS_USED = {"Group DRO"}
 SELECT: dict[str, dict] = {  # candidates judged on validation mean accuracy, seed 0
-    **{f"W-DRO {b} x{k}": dict(method="wdro", budget=b, inner_steps=k) for b in (0.03, 0.05, 0.08, 0.12)
-       for k in (1, 5)},
-    **{f"JTT T{t} l{u:g}": dict(method="jtt", jtt_epochs=t, jtt_upweight=u) for t in (1, 2, 3)
+    **{f"W-DRO {b} x{k}": dict(method="wdro", budget=b, inner_steps=k) for b in (0.03, 0.05, 0.08) for k in (1, 5)},
+    **{f"JTT T{t} l{u:g}": dict(method="jtt", jtt_epochs=t, jtt_upweight=u) for t in (1, 2, 3, 4, 5)
        for u in (5.0, 20.0, 50.0)},
 }
-MAP_BUDGETS = (0.0125, 0.025, 0.1, 0.2, 0.4)  # W-DRO budgets swept against each cue (one seed; + the verdict's)
+MAP_BUDGETS = (0.0125, 0.025, 0.1, 0.2)  # W-DRO budgets swept against each cue (one seed; + the verdict's)
 MAP_EPS = (0.025, 0.05, 0.2)  # PGD-AT radii swept against each cue (one seed; + the verdict's 0.1)
 CUES = ("mark", "pattern")
 
@@ -110,10 +109,29 @@ def run_one(cue: str, name: str, settings: dict, seed: int, args) -> dict:
     }
 
 
+def selected(folder: Path) -> dict[str, dict]:
+    """The W-DRO and JTT settings of ``--part select`` with the best validation mean accuracy (no group labels)."""
+    best: dict[str, tuple[float, dict]] = {}
+    for row in load_runs(folder):
+        kind = "W-DRO" if row["method"].startswith("W-DRO") else "JTT"
+        score = row["val"]["mean_accuracy"]
+        if kind not in best or score > best[kind][0]:
+            keys = ("budget", "inner_steps") if kind == "W-DRO" else ("jtt_epochs", "jtt_upweight")
+            best[kind] = (score, {"method": row["config"]["method"], **{k: row["config"][k] for k in keys}})
+    return {kind: settings for kind, (_, settings) in best.items()}
+
+
 def run_all(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan(args.part)
+    if args.part != "select" and args.selected_from:
+        choice = selected(Path(args.selected_from))
+        print(f"chosen on validation mean accuracy: {choice}", flush=True)
+        runs = {**runs, **{k: v for k, v in choice.items() if k in runs}}
+        if args.part == "map" and "W-DRO" in choice:
+            runs = {n: ({**r, "inner_steps": choice["W-DRO"]["inner_steps"]} if r["method"] == "wdro" else r)
+                    for n, r in runs.items()}
     names = [n for n in runs if not args.only or n in args.only]
     for cue in args.cues:
         for seed in args.seeds:
@@ -235,6 +253,8 @@ def main() -> None:
     parser.add_argument("--cues", nargs="+", default=list(CUES), choices=list(CUES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="*", help="only these methods of the part")
+    parser.add_argument("--selected-from", help="take W-DRO's and JTT's settings from the --part select runs here "
+                        "(best validation mean accuracy) instead of the defaults above")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--n-train", type=int, default=N_TRAIN)
     parser.add_argument("--speed-n-train", type=int, default=2_000)

@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", required=True, choices=[n for n, s in MODELS.items() if s.weights])
     train.add_argument("--epochs", type=count(1, 1000), help="override the number of epochs")
 
-    fit = commands.add_parser("train", help="train on a group data set (erm, wdro, wdro-naive, pgd-at, group-dro)")
-    fit.add_argument("--dataset", default="fmnist-groups", help="group data set (fmnist-groups, celeba, csv)")
+    fit = commands.add_parser("train", help="train on a group data set (erm, wdro, wdro-naive, pgd-at, group-dro, jtt)")
+    fit.add_argument("--dataset", default="fmnist-groups",
+                     help="group data set (fmnist-groups, fmnist-shortcut, celeba, csv)")
     fit.add_argument("--root", help="data root of the data set (celeba: folder holding celeba/; csv: the CSV file)")
     fit.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                      help="option of the data set loader, e.g. n_train=3000 (repeatable)")
@@ -375,7 +376,7 @@ def _train_bundled(args: argparse.Namespace, device: torch.device) -> int:
 
 def _train(args: argparse.Namespace, device_name: str | None) -> int:
     """``train``; under torchrun (WORLD_SIZE > 1) it joins the process group first (gloo on CPU, nccl on GPU)."""
-    from core.data import bundled_notice, load_group_dataset
+    from core.data import GROUP_DATASETS, bundled_notice, load_group_dataset
     from core.training import train_model
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -402,7 +403,7 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
         budget = args.budget if args.budget is not None else (None if args.gamma is not None else TrainConfig.budget)
         cfg = TrainConfig(
             method=args.method, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            flip=not args.no_flip, seed=args.seed, width=args.width, measure=args.measure, budget=budget,
+            flip=not args.no_flip and GROUP_DATASETS.lookup(args.dataset).mirror_safe, seed=args.seed, width=args.width, measure=args.measure, budget=budget,
             gamma=args.gamma, inner_steps=args.inner_steps, step_size=args.step_size, naive_steps=args.naive_steps,
             naive_rounds=args.naive_rounds, eps=args.eps, pgd_steps=args.pgd_steps, group_step=args.group_step,
             budget_mode=args.budget_mode, clean_weight=args.clean_weight, cvar=args.cvar,
@@ -417,6 +418,8 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
         if rank == 0 and not args.quiet:
             print(f"{args.method} on {args.dataset} ({len(train)} training images, source {train.source}, "
                   f"{world} process(es), {device})", flush=True)
+            if not args.no_flip and not cfg.flip:
+                print(f"no random flips: a mirror moves {args.dataset}'s cue to another class's place", flush=True)
 
         def report(p) -> None:
             if p.kind != "epoch" or rank != 0 or args.quiet:

@@ -548,3 +548,21 @@ def test_metric_is_a_deprecated_alias_of_measure(capsys, tmp_path):
                                                     "--steps", "3", "--json"))
     assert code == 0 and json.loads(stdout)["measure"] == "ssim"
     assert stderr.strip() == "note: --metric is now --measure (the old name works until the next release)"
+
+
+def test_jtt_on_the_shortcut_data_set_from_the_command_line(capsys, tmp_path):
+    """The shortcut data set trains without flips (a mirror moves its cue) and JTT runs like any method."""
+    out = tmp_path / "jtt"
+    code, stdout, stderr = run(capsys, "train", "--dataset", "fmnist-shortcut", "--method", "jtt", "--epochs", "1",
+                               "--jtt-epochs", "1", "--jtt-upweight", "5", "--width", "8",
+                               "--data-option", "source=bundled", "--out", str(out))
+    assert code == 0, stderr
+    assert "no random flips: a mirror moves fmnist-shortcut's cue" in stdout
+    info = json.loads((out / "train.json").read_text())
+    assert info["config"]["method"] == "jtt" and info["config"]["flip"] is False
+    assert info["config"]["jtt_upweight"] == 5.0 and list(info["history"][0]["val"]["by_group"]) == ["aligned",
+                                                                                                    "conflicting"]
+    code, stdout, stderr = run(capsys, "fairness", "--dataset", "fmnist-shortcut", "--data-option", "source=bundled",
+                               "--model", str(out), "--bootstrap", "0", "--json")
+    assert code == 0, stderr
+    assert set(json.loads(stdout)[0]["by_group"]) == {"aligned", "conflicting"}
