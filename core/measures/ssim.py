@@ -180,7 +180,30 @@ def _gaussian_1d(size: int, sigma: float, *, dtype: torch.dtype, device: torch.d
 
 
 def _separable_blur(maps: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    # maps: (N, K, H, W) -> (N, K, H - k + 1, W - k + 1), valid convolution as piq.
-    k = maps.shape[1]
-    maps = F.conv2d(maps, g.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k)
-    return F.conv2d(maps, g.view(1, 1, -1, 1).expand(k, 1, -1, 1), groups=k)
+    """Valid Gaussian blur as piq's, (N, K, H, W) -> (N, K, H - k + 1, W - k + 1), as two matrix products.
+
+    Each 1-D pass is a product with a banded (size, size - k + 1) matrix holding ``g`` on its
+    diagonals: BLAS runs it 2-7x faster on a CPU than the depthwise (grouped) convolution it
+    replaces, forward and backward (``python -m bench.attack_speed``), and the result agrees to 1e-6.
+    """
+    h, w = maps.shape[-2:]
+    rows = maps @ _band(w, g)  # (N, K, H, W'): the pass along the width
+    return _band(h, g).transpose(0, 1) @ rows  # (N, K, H', W')
+
+
+_BANDS: dict[tuple, torch.Tensor] = {}
+
+
+def _band(size: int, g: torch.Tensor) -> torch.Tensor:
+    """The (size, size - k + 1) matrix whose column j holds ``g`` in rows j .. j + k - 1 (cached)."""
+    key = (size, tuple(g.tolist()), g.dtype, str(g.device))
+    band = _BANDS.get(key)
+    if band is None:
+        k, out = g.shape[0], size - g.shape[0] + 1
+        band = torch.zeros(size, out, dtype=g.dtype, device=g.device)
+        cols = torch.arange(out, device=g.device)
+        band[cols[:, None] + torch.arange(k, device=g.device)[None, :], cols[:, None]] = g
+        if len(_BANDS) > 64:  # a few image sizes in one process; never grow without bound
+            _BANDS.clear()
+        _BANDS[key] = band
+    return band
