@@ -25,7 +25,7 @@ from core.services.explore import (
     suggested_factor,
 )
 from core.services.figures import heatmap_image, top_classes_figure
-from core.imageio import load_tensor, png_bytes
+from core.imageio import load_tensor, png_bytes, tensor_to_image
 from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS, get_model_spec, resolve_weights
 from pages.common import (
@@ -47,6 +47,10 @@ from pages.common import (
 )
 
 keep_choices()  # first, before any widget: see pages.common.keep
+
+DEFAULT_FACTOR = 10  # the amplification of the change, one for every run until a person moves it
+HEAT_RANGES = (0.05, 0.1, 0.2, 0.5, 1.0)
+DEFAULT_HEAT_TOP = 0.2
 
 BUDGETS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 SOURCES = ("Gallery", "Upload", "Random test image")
@@ -197,7 +201,8 @@ if run and x is not None:
     else:
         bar.empty()
         st.session_state[RESULT] = {"out": out, "model": name, "image": image_note}
-        st.session_state["keep.factor"] = suggested_factor(out.x, out.x_adv)
+        if st.session_state.get("keep.auto_scale", False):  # per run, on request only: scales must compare
+            st.session_state["keep.factor"] = int(suggested_factor(out.x, out.x_adv))
 
 # -- results ----------------------------------------------------------------------------------------
 shown = st.session_state.get(RESULT)
@@ -213,17 +218,24 @@ with results:
     m1, m2 = st.columns(2)  # two by two: four across clip the values at 1024 px
     m3, m4 = st.columns(2)
     m1.metric("Attack succeeded", "yes" if out.success else "no")
-    m2.metric("Prediction", out.pred_adv, delta=f"was {out.pred_clean}", delta_color="off")
+    m2.metric("Prediction", out.pred_adv, delta=f"was {out.pred_clean}", delta_color="off", delta_arrow="off")
     spent = MEASURES[out.result.measure] if out.result.measure in MEASURES else None
-    m3.metric("Cost spent", f"{float(out.result.cost[0]):.4g}",
+    spent_value = float(out.result.cost[0])
+    m3.metric("Cost spent", f"{spent_value * 255:.1f}/255" if out.result.measure == "linf" else f"{spent_value:.4g}",
               help=f"in the attack's own measure, {spent.label}: {spent.cost_formula}" if spent else None)
     judge = "linf" if out.result.measure != "linf" else "ssim-padded"  # a measure the attack did not optimise
     value = out.measures.get(judge)
     judged = "n/a" if value is None else f"{value * 255:.1f}/255" if judge == "linf" else f"{value:.4f}"
     m4.metric(f"{MEASURES[judge].label} (not optimised)", judged)
     m3_label = f"cost ({spent.label})" if spent else "cost"
-    factor = st.slider("Amplification of the perturbation", 1, 100, key=keep("keep.factor"),
-                       help="Changes the display only; the attack is not run again.")
+    s1, s2, s3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    factor = s1.slider("Amplification of the change", 1, 100, key=keep("keep.factor", DEFAULT_FACTOR),
+                       help="The same for every run until you move it, so two attacks compare by eye; the display "
+                            "only, the attack is not run again.")
+    heat_top = s2.select_slider("Heat map range: 0 to", HEAT_RANGES, key=keep("keep.heat_top", DEFAULT_HEAT_TOP),
+                                help="1 - local SSIM; fixed across runs so that two maps compare.")
+    s3.checkbox("Auto per run", key=keep("keep.auto_scale", False),
+                help="Choose the amplification anew for each run (the largest change at half the grey range).")
 
 # The images: beside the settings, or (presentation view) across the whole page above them, larger
 # (collapse the sidebar with its << button for the widest images).
@@ -236,16 +248,19 @@ with (wide if present else results):
     c1.image(display_image(out.x, side), caption=f"clean: {out.pred_clean}", width="stretch")
     c2.image(display_image(out.x_adv, side), caption=f"attacked: {out.pred_adv} ({verdict})", width="stretch")
     c3.image(display_image(out.perturbation(factor), side), caption=f"|change| x{factor} (grey = 0)", width="stretch")
-    c4.image(display_image(heatmap_image(out.difference), side), width="stretch",
-             caption=f"1 - local SSIM, 0 to {float(out.difference.max()):.2f}")
+    c4.image(display_image(heatmap_image(out.difference, vmax=heat_top), side), width="stretch",
+             caption=f"1 - local SSIM, 0 to {heat_top:g} (max {float(out.difference.max()):.2f})")
+    n1, n2, _ = st.columns([1, 1, 6])  # imperceptibility is judged at the size people see
+    n1.image(tensor_to_image(out.x[0]), caption="clean, 1:1")
+    n2.image(tensor_to_image(out.x_adv[0]), caption="attacked, 1:1")
 
 with results:
     # one above the other: side by side, both were cut off at 1024 px
     title = f"Top classes (true: {out.label})" if out.labelled else "Top classes (true class unknown)"
     st.plotly_chart(top_classes_figure(out.top_classes(5), title=title), width="stretch", key="explore.top5")
     rows = [{
-        "measure": MEASURES[m].label,
-        "score": v,
+        "measure": MEASURES[m].label + (" (x255)" if m == "linf" else ""),  # in the unit of the sliders and metric
+        "score": v * 255 if m == "linf" else v,
         "better": "higher" if MEASURES[m].higher_is_better else "lower",
         "attack's cost": "yes" if m == out.result.measure else "",
     } for m, v in out.measures.items()]

@@ -15,7 +15,9 @@ from core.services.fairness_demo import (
     TARGET_WORST,
     load_demo,
     load_demo_evaluation,
+    SHORTCUT_JTT,
     SHORTCUT_TARGET,
+    SHORTCUT_WDRO,
     cue_examples,
     load_fairness_map,
     load_shortcut_summary,
@@ -54,8 +56,11 @@ keep_choices()  # first, before any widget: see pages.common.keep
 
 JOB, TRAINED = "fair.job", "fair.trained"
 DEFAULT = "fmnist-groups"
+SHORTCUT = "fmnist-shortcut"
+OFFLINE = (DEFAULT, SHORTCUT)  # data sets that need no folder or upload
 DATASET_LABELS = {
     "fmnist-groups": "Fashion-MNIST, 5% inverted (demo)",
+    SHORTCUT: "Fashion-MNIST with a shortcut cue",
     "celeba": "CelebA: Blond_Hair by Male (your folder)",
     "csv": "Image folder + CSV of path,label,group (yours)",
 }
@@ -64,8 +69,9 @@ METHODS = {
     "erm": "ERM",
     "pgd-at": "PGD adversarial training (L-inf)",
     "group-dro": "Group DRO (uses group labels)",
+    "jtt": "JTT (ERM's errors upweighted, no group labels)",
 }
-BUDGETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+BUDGETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1)
 
 
 @st.cache_data(show_spinner=False)
@@ -170,7 +176,7 @@ c1, c2 = st.columns([1, 2])
 dataset = c1.selectbox("Data set", list(DATASET_LABELS), format_func=DATASET_LABELS.get,
                        key=keep("keep.fair_dataset"))
 data = DataChoice()
-if dataset != DEFAULT:
+if dataset not in OFFLINE:
     with c2:
         data = data_source_ui(dataset)
 
@@ -263,7 +269,7 @@ if chosen:
     st.caption("Mean transport cost (1 - padded SSIM) that the worst-case distribution spends per example of each "
                "group, under one budget shared by all the images: left, the W-DRO attack on each model; right, "
                "during W-DRO training.")
-elif dataset == DEFAULT or data.ready:
+elif dataset in OFFLINE or data.ready:
     st.info("No model for this data set yet: train one below.", icon=":material/model_training:")
 
 # -- the map: where perceptual DRO helps and where it cannot ------------------------------------------------------
@@ -300,12 +306,15 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
         seed = f3.number_input("Seed", 0, 2**31 - 1, key=keep("keep.fair_seed", 0))
         cfg = TrainConfig(method=method, epochs=int(epochs), seed=int(seed))
         options: dict = {}
-        if dataset == DEFAULT:
+        if dataset in OFFLINE:
             n_train = f1.select_slider("Training images", (1000, 2000, 3000, 6000, 12000),
                                        key=keep("keep.fair_n", 3000))
             options = {"n_train": int(n_train)}
+        if dataset == SHORTCUT:  # a mirror moves the cue; the inner solver needs its steps to find the switch
+            options["cue"] = f2.radio("Cue", ("mark", "pattern"), horizontal=True, key=keep("keep.fair_train_cue", "mark"))
+            cfg = replace(cfg, flip=False, inner_steps=SHORTCUT_WDRO["inner_steps"], **SHORTCUT_JTT)
         if method == "wdro":
-            valid, _ = measure_support((1, 1, 28, 28) if dataset == DEFAULT else (1, 3, 64, 64))
+            valid, _ = measure_support((1, 1, 28, 28) if dataset in OFFLINE else (1, 3, 64, 64))
             costs = [m for m in valid if m != "linf"]
             measure = f2.selectbox("Transport cost", costs, format_func=lambda m: MEASURES[m].label,
                                   key=keep("keep.fair_measure", DEFAULT_COST if DEFAULT_COST in costs else costs[0]))
@@ -314,7 +323,7 @@ with st.expander("Train a model now", expanded=job is not None or not chosen):
         starts = ["scratch", *DEMO_MODELS] if dataset == DEFAULT and entries else ["scratch"]
         start = f3.selectbox("Start from", starts, key=keep("keep.fair_start"),
                              format_func=lambda s: "random weights" if s == "scratch" else f"a copy of {s}")
-        ready = dataset == DEFAULT or data.ready
+        ready = dataset in OFFLINE or data.ready
         full = st.checkbox("After Cancel, evaluate in full (every test image and both attacks: about a minute)",
                            key=keep("keep.fair_full", False))
         st.caption(f"Before you start: a short run will not match the bundled models ({EPOCHS} epochs on 12,000 images; "

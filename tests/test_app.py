@@ -72,12 +72,13 @@ def test_explorer_runs_the_default_attack():
     assert table.loc["SSIM (padded)", "attack's cost"] == "yes"  # the default transport cost
     assert table.loc["SSIM (padded)", "score"] >= 1 - 0.02 - 1e-4
     assert 0.0 <= table.loc["HaarPSI", "score"] <= 1.0 and table.loc["PSNR (dB)", "score"] > 20
-    assert 0.0 < table.loc["L-inf", "score"] <= 1.0
+    assert 0.0 < table.loc["L-inf (x255)", "score"] <= 255.0  # in 1/255, the unit of the slider and the metric
     assert "MS-SSIM" not in table.index  # not defined at 28 px: said under the table, with why
     assert any("Not defined at this image size" in c.value and "MS-SSIM" in c.value and "161" in c.value
                for c in app.caption)
     assert len(app.get("download_button")) == 3
-    assert len(app.get("plotly_chart")) == 1 and len(app.get("image")) == 4  # top-5 chart; clean, attacked, change, SSIM map
+    assert len(app.get("plotly_chart")) == 1 and len(app.get("image")) == 6  # top-5 chart; clean, attacked, change,
+    # SSIM map, and clean and attacked at their natural size
 
     # the shared cached model is frozen and unchanged by the attack
     from pages.common import cached_model
@@ -93,6 +94,13 @@ def test_explorer_runs_the_default_attack():
     assert app.session_state["explore.result"]["out"] is result
     assert any("x80" in c for img in app.get("image") for c in img.captions)
 
+    # two runs compare by eye: another attack keeps the amplification and the heat map's range
+    app.selectbox(key="keep.attack").set_value("pgd-linf").run()
+    app.button(key="explore.run").click().run()
+    assert app.session_state["explore.result"]["out"] is not result
+    captions = [c for img in app.get("image") for c in img.captions]
+    assert any("x80" in c for c in captions) and any("0 to 0.2 (max" in c for c in captions)
+
 
 def test_explorer_pgd_linf_respects_eps_and_choices_survive_pages():
     app = _page("explorer")
@@ -102,7 +110,7 @@ def test_explorer_pgd_linf_respects_eps_and_choices_survive_pages():
     app.button(key="explore.run").click().run()
     assert not app.exception
     shown = _metrics(app)
-    assert float(shown["Cost spent"]) * 255 <= 4.0 + 1e-3
+    assert shown["Cost spent"].endswith("/255") and float(shown["Cost spent"].split("/")[0]) <= 4.0 + 0.05  # the slider's unit
     app.switch_page("pages/method.py").run()
     app.switch_page("pages/explorer.py").run()
     assert app.selectbox(key="keep.attack").value == "pgd-linf"
@@ -183,7 +191,7 @@ def test_explorer_runs_an_imagenet_model_from_the_hub_cache(offline_hub):
     assert not app.exception and not app.error
     table = app.dataframe[0].value.set_index("measure")
     assert table["score"].notna().all()  # every measure applies to a 224 px photo
-    assert table.loc["L-inf", "score"] == pytest.approx(8 / 255, abs=1e-3)
+    assert table.loc["L-inf (x255)", "score"] == pytest.approx(8, abs=0.3)
 
 
 def test_compare_page_matches_damage():

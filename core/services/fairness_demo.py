@@ -120,6 +120,9 @@ def map_order(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 TARGET_WORST, TARGET_MEAN_LOSS, TARGET_FLOOR = 5.0, 1.0, -1.0  # issue targets, points against ERM
 SHORTCUT_FILE = "shortcut.json"
+SHORTCUT_WDRO = {"budget": 0.05, "inner_steps": 5}  # W-DRO on fmnist-shortcut, chosen on validation mean accuracy
+# (bench.shortcut_benchmark --part select: budgets 0.03 / 0.05 / 0.08 by 1 or 5 inner steps, docs/fairness-training.md)
+SHORTCUT_JTT = {"jtt_epochs": 4, "jtt_upweight": 20.0}  # JTT's identification epochs and weight, chosen alike
 SHORTCUT_TARGET = 10.0  # W-DRO's worst group above ERM's on the mark, in points (3 seeds, interval above 0)
 
 
