@@ -31,7 +31,7 @@ RESULT = "compare.result"
 GRID = 8  # images in the gallery grid
 JUDGES = ("ssim", "ssim-padded", "haarpsi", "psnr", "linf")  # measures whose distributions are shown
 COST = MEASURES[DEFAULT_COST]  # W-DRO's transport cost here: the project's default
-WDRO_NAME = f"W-DRO ({COST.label})"
+WDRO_NAME = f"W-DRO, {COST.label} cost"  # "W-DRO, SSIM (padded) cost": no nested brackets
 
 st.title("SSIM-shaped vs L-inf perturbations")
 st.caption(f"PGD-L-inf at a chosen radius, and {WDRO_NAME} at the DRO budget at which it fools the same "
@@ -107,37 +107,47 @@ def show_examples(cmp: Comparison, eps255: int, labels: tuple[str, ...] | None) 
         st.rerun()
     both = (cmp.pgd.success & cmp.wdro.success).nonzero().squeeze(1).tolist()
     either = (cmp.pgd.success | cmp.wdro.success).nonzero().squeeze(1).tolist()
-    count = 4 if present else GRID
-    picked = (both + [i for i in either if i not in both])[:count]
-    if not picked:
+    order = both + [i for i in either if i not in both]
+    if not order:
         head.subheader("Examples")
         st.caption("Neither attack fooled any of these images.")
         return
-    idx = torch.tensor(picked)
-    factor = min(suggested_factor(cmp.x[idx], r.x_adv[idx]) for r in (cmp.pgd, cmp.wdro))  # one for both
+    idx = torch.tensor(order[:GRID])
+    factor = min(suggested_factor(cmp.x[idx], r.x_adv[idx]) for r in (cmp.pgd, cmp.wdro))  # one for all shown
     head.subheader(f"Examples · changes x{factor:g} (grey = 0)")
 
     def name(c: int) -> str:
         return labels[c] if labels and c < len(labels) else str(c)
 
-    side = 448 if present else 112
-    rows = [("clean", None, None), (f"PGD-L-inf {eps255}/255", cmp.pgd, False), ("", cmp.pgd, True),
-            (WDRO_NAME, cmp.wdro, False), ("", cmp.wdro, True)]
+    def cell(i: int, result, change: bool) -> tuple[torch.Tensor, str]:
+        if result is None:
+            return cmp.x[i], name(int(cmp.y[i]))
+        if change:
+            return perturbation_image(cmp.x[i], result.x_adv[i], factor), "its change"
+        if bool(result.success[i]):
+            return result.x_adv[i], f"→ {name(int(result.pred_adv[i]))} · HaarPSI {float(result.measures['haarpsi'][i]):.3f}"
+        return result.x_adv[i], "not fooled"
+
+    rows = [("clean", None, False), (f"PGD-L-inf {eps255}/255", cmp.pgd, False), ("PGD's change", cmp.pgd, True),
+            (WDRO_NAME, cmp.wdro, False), ("W-DRO's change", cmp.wdro, True)]
+    if present:  # one example at a time, its five pictures side by side, large labels; a stepper for the next
+        short = ("clean", f"PGD {eps255}/255", "its change", "W-DRO", "its change")  # one line each at 1024 px
+        k = st.columns([1, 3])[0].number_input(f"Example (of {min(len(order), GRID)})", 1, min(len(order), GRID),
+                                               key="cmp.example")
+        i = order[int(k) - 1]
+        for col, label, (_, result, change) in zip(st.columns(len(rows)), short, rows):
+            image, caption = cell(i, result, change)
+            col.markdown(f"<div style='font-size:1.5rem;font-weight:600;white-space:nowrap'>{label}</div>",
+                         unsafe_allow_html=True)
+            col.image(display_image(image, side=448), width="stretch")
+            col.markdown(f"<div style='font-size:1.25rem'>{caption.replace(' · ', '<br>')}</div>",
+                         unsafe_allow_html=True)
+        return
     for label, result, change in rows:
-        if label:
-            st.caption(label)
-        cols = st.columns(count)
-        for col, i in zip(cols, picked):
-            if result is None:
-                image, caption = cmp.x[i], name(int(cmp.y[i]))
-            elif change:
-                image, caption = perturbation_image(cmp.x[i], result.x_adv[i], factor), "its change"
-            elif bool(result.success[i]):
-                score = f"HaarPSI {float(result.measures['haarpsi'][i]):.3f}"
-                image, caption = result.x_adv[i], f"→ {name(int(result.pred_adv[i]))} · {score}" if present else score
-            else:
-                image, caption = result.x_adv[i], "not fooled"
-            col.image(display_image(image, side=side), caption=caption if present or not change else None,
+        st.caption(label)
+        for col, i in zip(st.columns(GRID), order[:GRID]):
+            image, caption = cell(i, result, change)
+            col.image(display_image(image, side=112), caption=None if change else caption.split(" · ")[-1],
                       width="stretch")
 
 

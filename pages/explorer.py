@@ -48,6 +48,7 @@ from pages.common import (
 
 keep_choices()  # first, before any widget: see pages.common.keep
 
+UNSURE = 0.5  # a clean top-class probability below this gets a warning
 DEFAULT_FACTOR = 10  # the amplification of the change, one for every run until a person moves it
 HEAT_RANGES = (0.05, 0.1, 0.2, 0.5, 1.0)
 DEFAULT_HEAT_TOP = 0.2
@@ -81,8 +82,11 @@ with controls:
                 try:
                     resolve_weights(spec)
                     st.rerun()
-                except ValueError as err:
-                    show_error(err, what="Download failed")
+                except ValueError:  # the library's message names the server's folders: not for visitors
+                    file = spec.weights_path.name if spec.weights_path is not None else "the weights file"
+                    st.error(f"Download failed: this server could not fetch the weights of {name}. Upload a state "
+                             f"dict of this architecture above, or ask whoever runs the server to put {file} in "
+                             "torch hub's cache.", icon=":material/error:")
     try:
         model = cached_model(name, digest, weights) if spec.available_offline() or weights else None
     except ValueError as err:
@@ -117,6 +121,17 @@ with controls:
                 if side < spec.input_size:
                     st.warning(f"{upload.name} is {side} px on its short side; it was enlarged to "
                                f"{spec.input_size} px for {name}.", icon=":material/zoom_in:")
+                if spec.channels == 1 and st.checkbox(
+                        "Invert (the model saw light garments on black)", key=keep("keep.invert", False),
+                        help="Fashion-MNIST images are light on dark; a shop photo is dark on white."):
+                    x = 1.0 - x
+                    image_note += " (inverted)"
+                u1, u2 = st.columns([1, 3], vertical_alignment="center")
+                u1.image(display_image(x, 112), width="stretch")
+                u2.caption(f"What {name} sees: {spec.channels} x {spec.input_size} x {spec.input_size}"
+                           + (" greyscale" if spec.channels == 1 else " RGB") + ", the shorter side resized and "
+                           "the centre cropped. No true class is known, so the page says whether the prediction "
+                           "changed, not whether the attack succeeded.")
     elif has_test_set(name):
         x_test, y_test, data_source = test_set()
         if "keep.test_index" not in st.session_state:
@@ -187,6 +202,8 @@ with results:  # here, not among the settings: the narrow column cut its label o
                              "smoothed); the sidebar is hidden until you switch this off.")
 if present:
     presentation_layout()
+    # the button beside the pictures it changes: no scrolling down to the settings and back for a new attack
+    run = wide.button(f"Run: {settings.describe()}", type="primary", disabled=x is None, key="explore.run_top") or run
 
 # -- running ----------------------------------------------------------------------------------------
 if run and x is not None:
@@ -217,7 +234,14 @@ with results:
     verdict = "fooled" if out.success else "not fooled"
     m1, m2 = st.columns(2)  # two by two: four across clip the values at 1024 px
     m3, m4 = st.columns(2)
-    m1.metric("Attack succeeded", "yes" if out.success else "no")
+    if out.labelled:
+        m1.metric("Attack succeeded", "yes" if out.success else "no")
+    else:  # no true class: the clean prediction may itself be wrong
+        m1.metric("Prediction changed", "yes" if out.success else "no")
+    confidence = float(out.result.prob_clean[0].max())
+    if confidence < UNSURE:
+        st.warning(f"The model is unsure of the clean image (its top class has {confidence:.0%}): the image may be "
+                   "far from what it was trained on, so read the attack's effect with care.", icon=":material/help:")
     m2.metric("Prediction", out.pred_adv, delta=f"was {out.pred_clean}", delta_color="off", delta_arrow="off")
     spent = MEASURES[out.result.measure] if out.result.measure in MEASURES else None
     spent_value = float(out.result.cost[0])
@@ -227,7 +251,7 @@ with results:
     value = out.measures.get(judge)
     judged = "n/a" if value is None else f"{value * 255:.1f}/255" if judge == "linf" else f"{value:.4f}"
     m4.metric(f"{MEASURES[judge].label} (not optimised)", judged)
-    m3_label = f"cost ({spent.label})" if spent else "cost"
+    m3_label = f"{spent.label} cost" if spent else "cost"
     s1, s2, s3 = st.columns([2, 2, 1], vertical_alignment="bottom")
     factor = s1.slider("Amplification of the change", 1, 100, key=keep("keep.factor", DEFAULT_FACTOR),
                        help="The same for every run until you move it, so two attacks compare by eye; the display "
@@ -250,9 +274,11 @@ with (wide if present else results):
     c3.image(display_image(out.perturbation(factor), side), caption=f"|change| x{factor} (grey = 0)", width="stretch")
     c4.image(display_image(heatmap_image(out.difference, vmax=heat_top), side), width="stretch",
              caption=f"1 - local SSIM, 0 to {heat_top:g} (max {float(out.difference.max()):.2f})")
-    n1, n2, _ = st.columns([1, 1, 6])  # imperceptibility is judged at the size people see
-    n1.image(tensor_to_image(out.x[0]), caption="clean, 1:1")
-    n2.image(tensor_to_image(out.x_adv[0]), caption="attacked, 1:1")
+    n1, n2, n3 = st.columns([1, 1, 5], vertical_alignment="center")  # judged at the size people see
+    for col, image in ((n1, out.x[0]), (n2, out.x_adv[0])):
+        natural = tensor_to_image(image)
+        col.image(natural, width=natural.width)
+    n3.caption("clean and attacked at their natural size (1:1)")
 
 with results:
     # one above the other: side by side, both were cut off at 1024 px

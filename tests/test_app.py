@@ -172,7 +172,9 @@ def test_explorer_missing_imagenet_weights_give_a_message(offline_hub):
     assert any("not on this machine" in i.value for i in app.info)
     app.button(key="explore.download").click().run()
     assert not app.exception
-    assert any("Download failed" in e.value and "resnet18" in e.value for e in app.error)
+    assert any("Download failed" in e.value and "resnet18" in e.value and "Upload a state dict" in e.value
+               for e in app.error)
+    assert not any(str(offline_hub) in e.value for e in app.error)  # no server path shown to a visitor
 
 
 def test_explorer_runs_an_imagenet_model_from_the_hub_cache(offline_hub):

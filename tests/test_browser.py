@@ -364,6 +364,8 @@ def test_pages_fit_a_projector_and_an_unlabelled_photo_has_no_true_class(server,
         run.click()
         expect(view.locator(".js-plotly-plot .gtitle")).to_have_text("Top classes (true class unknown)",
                                                                       timeout=RENDER_TIMEOUT)
+        expect(view.get_by_test_id("stMetric").filter(has_text="Prediction changed")).to_be_visible()  # no "success"
+        expect(view.get_by_text("What fmnist-cnn sees: 1 x 28 x 28 greyscale", exact=False)).to_be_visible()
         wait_images(view, 4, RENDER_TIMEOUT)
         no_exception(view)
         fits(view, f"explorer-upload-{width}")
@@ -372,6 +374,11 @@ def test_pages_fit_a_projector_and_an_unlabelled_photo_has_no_true_class(server,
         wait_images(view, 4, RENDER_TIMEOUT)
         expect(view.get_by_test_id("stSidebarNav")).to_be_hidden()  # the whole window for the images
         wide_images(view, 0.2 * width)  # four across the window
+        top_run = view.get_by_role("button", name="Run: ", exact=False)
+        box, first = top_run.bounding_box(), view.locator("[data-testid=stImage] img").first.bounding_box()
+        assert first["y"] + first["height"] - box["y"] <= height  # the button and the pictures in one screen
+        top_run.click()  # a new attack from there
+        expect(view.get_by_role("heading", level=3).filter(has_text="→")).to_be_visible(timeout=RENDER_TIMEOUT)
         fits(view, f"explorer-presentation-{width}")
         view.get_by_text("Presentation view").click()
         expect(view.get_by_test_id("stSidebarNav")).to_be_visible(timeout=RENDER_TIMEOUT)  # and back
@@ -386,9 +393,16 @@ def test_pages_fit_a_projector_and_an_unlabelled_photo_has_no_true_class(server,
         fits(view, f"compare-{width}")
         view.get_by_text("Presentation view").click()
         view.wait_for_function("() => [...document.querySelectorAll('[data-testid=stImage] img')]"
-                               ".filter(i => i.complete && i.naturalWidth >= 448).length >= 20", timeout=RENDER_TIMEOUT)
-        wide_images(view, 0.2 * width)  # four across the window
+                               ".filter(i => i.complete && i.naturalWidth == 448).length == 5", timeout=RENDER_TIMEOUT)
+        wide_images(view, 0.15 * width)  # one example: clean, PGD, its change, W-DRO, its change across the window
         expect(view.get_by_test_id("stSidebarNav")).to_be_hidden(timeout=RENDER_TIMEOUT)
+        view.get_by_test_id("stImage").first.scroll_into_view_if_needed()
+        span = view.evaluate("() => { const r = [...document.querySelectorAll('[data-testid=stImage] img')]"
+                             ".filter(i => i.naturalWidth == 448).map(i => i.getBoundingClientRect());"
+                             " return Math.max(...r.map(b => b.bottom))"
+                             " - Math.min(...r.map(b => b.top)); }")
+        assert span <= height, f"the five pictures of one example span {span:.0f} px of a {height} px window"
+        expect(view.get_by_text("Example (of", exact=False)).to_be_visible()  # the stepper to the next example
         fits(view, f"compare-presentation-{width}")
         view.get_by_text("Presentation view").click()  # off again: the sidebar comes back and the result stays
         expect(view.get_by_test_id("stSidebarNav")).to_be_visible(timeout=RENDER_TIMEOUT)
