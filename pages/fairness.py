@@ -106,6 +106,8 @@ def shortcut_section(summary: dict) -> None:
     columns = st.columns(4)
     for column, (image, caption) in zip(columns, examples_of(cue)):
         column.image(display_image(image, side=168), caption=caption, width="stretch")
+    st.caption("The cue in red, enlarged 6x. Left two: the cue names the image's class (99% of training images); "
+               "right two: another class (1%, ERM's worst group).")
     st.plotly_chart(shortcut_bars(summary, cue), width="stretch", key="fair.shortcut")
     v = shortcut_verdict(summary, cue)
     if v is not None:
@@ -146,16 +148,17 @@ def percent(report: dict, key: str) -> str:
 
 
 st.title("Group fairness before and after DRO training")
-st.caption("A classifier trained by plain ERM learns a minority group less well. W-DRO training with a "
-           "perceptual transport cost trains on the worst case in a Wasserstein ball around the data, without "
-           f"reading a group label; Group DRO reads the group labels and is the reference. All three demo models "
-           f"were trained alike for {EPOCHS} epochs, the point where ERM's validation accuracy stopped improving "
-           "(the fair protocol, docs/fairness-training.md).")
+st.caption("W-DRO training with a perceptual transport cost trains on the worst case in a Wasserstein ball around "
+           "the data, without reading a group label. It helps a group exactly when what sets the group apart lies "
+           "inside that ball; JTT (no labels either) and Group DRO (reads the labels) are the references.")
 summary = protocol_map()
 shortcut = shortcut_summary()
 if shortcut is not None:
     shortcut_section(shortcut)
     st.subheader("Minorities far outside the ball: the bundled demo")
+st.caption("Here the minority is rendered differently (inverted contrast by default), far outside the ball. "
+           f"All three demo models were trained alike for {EPOCHS} epochs, the point where ERM's validation "
+           "accuracy stopped improving (docs/fairness-training.md).")
 
 
 def verdict_line(summary: dict, rendering: str = "inverted") -> str:

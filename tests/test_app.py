@@ -240,6 +240,8 @@ def test_fairness_page_shows_the_demo_and_trains_a_copy(monkeypatch):
 
     monkeypatch.setattr(core.services.fairness_demo, "TRAIN_NOW_ATTACKED", 64)  # what the page runs, on fewer images
 
+    from core.services.fairness_demo import load_shortcut_summary, shortcut_verdict
+
     evaluation = load_demo_evaluation()
     app = _page("fairness")
     assert not app.error
@@ -247,7 +249,19 @@ def test_fairness_page_shows_the_demo_and_trains_a_copy(monkeypatch):
     shown = _metrics(app)
     erm = evaluation["models"]["erm"]["clean"]
     assert shown["ERM: worst-group accuracy"] == f"{erm['worst_group_accuracy']:.1%}"
-    assert len(app.get("plotly_chart")) == 4  # grouped bars, training curves, cost per group, the map
+    # the page leads with the case where W-DRO helps: the shortcut runs' bars and map, a verdict from their numbers
+    shortcut = load_shortcut_summary()
+    mark = shortcut_verdict(shortcut, "mark")
+    said = " ".join(m.value for m in app.markdown)
+    assert f"{mark['worst'][0]:+.1f} worst-group points over {mark['seeds']} seeds" in said
+    assert any(f"W-DRO's worst group: {mark['worst'][0]:+.1f} ± {mark['worst'][1] or 0:.1f} points" in c.value
+               for c in app.caption)
+    assert len(app.get("image")) == 4  # the cue on four images: two aligned, two conflicting
+    assert len(app.get("plotly_chart")) == 6  # shortcut bars and map; grouped bars, curves, cost per group, the map
+    app.radio(key="keep.fair_cue").set_value("pattern").run()
+    assert not app.exception
+    pattern = shortcut_verdict(shortcut, "pattern")
+    assert any(f"W-DRO's worst group: {pattern['worst'][0]:+.1f}" in c.value for c in app.caption)
     table = app.dataframe[0].value
     assert len(table) == 3 * 3  # three models, clean and two attacks
     assert set(table["worst group"]) <= set(evaluation["groups"])

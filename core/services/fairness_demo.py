@@ -162,17 +162,25 @@ def shortcut_verdict(summary: dict[str, Any], cue: str = "mark") -> dict[str, An
 
 
 def cue_examples(cue: str, *, per_group: int = 2) -> list[tuple[torch.Tensor, str]]:
-    """A few bundled validation images of ``fmnist-shortcut`` with their cue: ``per_group`` whose cue names their
-    class, then ``per_group`` whose cue names another; each as ``(image (1, 28, 28) in [0, 1], caption)``."""
+    """A few bundled validation images of ``fmnist-shortcut`` with their cue in red: ``per_group`` whose cue names
+    their class, then ``per_group`` whose cue names another; each as ``(image (3, 28, 28) in [0, 1], caption)``."""
     from core.data.fmnist_shortcut import cue_assignment
     from core.data.splits import seeded_rng
 
     data = load_group_dataset("fmnist-shortcut", "val", source="bundled", cue=cue)
+    bare = load_group_dataset("fmnist-shortcut", "val", source="bundled", cue="none")
     _, place = cue_assignment(data.y, 0.5, seeded_rng(0, "shortcut-val"))  # the loader's own draw (seed 0)
     x, y, g = data.tensors()
+    cue_mask = (x != bare.tensors()[0])  # (N, 1, 28, 28): the pixels the cue changed
+    red = torch.tensor([1.0, 0.15, 0.15]).view(3, 1, 1)
     names = data.classes
     picked = [*(g == 0).nonzero().flatten()[:per_group].tolist(), *(g == 1).nonzero().flatten()[:per_group].tolist()]
-    return [(x[i], f"{names[int(y[i])]} · cue says {names[int(place[i])]}") for i in picked]
+    shown = []
+    for i in picked:
+        grey = x[i].expand(3, -1, -1)
+        image = torch.where(cue_mask[i], 0.35 * grey + 0.65 * red, grey)  # the cue's pixels tinted red
+        shown.append((image, f"{names[int(y[i])]} · cue says {names[int(place[i])]}"))
+    return shown
 
 
 def shortcut_story(summary: dict[str, Any]) -> str:

@@ -298,12 +298,12 @@ def heatmap_image(values: torch.Tensor, *, vmax: float | None = None) -> Image.I
     return Image.fromarray(rgb)  # (H, W, 3) uint8: RGB
 
 
-SHORTCUT_PARTS = {"aligned": "cue agrees", "worst": "cue disagrees (worst group)", "cue_free": "no cue"}
+SHORTCUT_PARTS = {"aligned": "cue agrees", "conflicting": "cue disagrees", "cue_free": "no cue"}
 
 
 def shortcut_bars(summary: Mapping, cue: str) -> go.Figure:
     """Per method on one cue of the shortcut runs: test accuracy where the cue agrees with the class, where it
-    disagrees (the worst group) and on the cue-free images; means over seeds with 95% t-intervals."""
+    disagrees (ERM's worst group) and on the cue-free images; means over seeds with 95% t-intervals."""
     rows = summary["cues"][cue]["rows"]
     names = list(rows)
     fig = go.Figure()
@@ -326,7 +326,7 @@ def shortcut_map(summary: Mapping) -> go.Figure:
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=[
-        "W-DRO: budget / the cue's switch cost", "PGD-AT: radius / the cue's switch L-inf"])
+        "W-DRO: budget ÷ switch cost", "PGD-AT: radius ÷ switch L-inf"])
     dashes = {"mark": "solid", "pattern": "dot"}
     for cue, entry in summary["cues"].items():
         for col, kind in enumerate(("W-DRO", "PGD-AT"), start=1):
@@ -339,9 +339,10 @@ def shortcut_map(summary: Mapping) -> go.Figure:
                                                  color=METHOD_COLOURS["W-DRO" if kind == "W-DRO" else "PGD-AT"]),
                 hovertext=[f"{kind} {p['size']:g} ({p['seeds']} seed{'s' * (p['seeds'] > 1)})" for p in points],
             ), row=1, col=col)
+    ticks = [0.03, 0.1, 0.25, 0.5, 1, 2, 4, 8]
     for col in (1, 2):
         fig.add_vline(x=1.0, line=dict(color="grey", dash="dash"), row=1, col=col)
-        fig.update_xaxes(type="log", row=1, col=col)
+        fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], row=1, col=col)
     fig.add_hline(y=0, line=dict(color="black", width=1))
     fig.update_yaxes(title="worst group vs ERM (points)", row=1, col=1)
     fig.update_layout(height=400, legend=dict(orientation="h", y=-0.2), font=dict(size=15), **_LAYOUT)
