@@ -12,7 +12,7 @@ the median distance of the fooled images, ours beside the reference's:
 
 * DDN: the L2 norm of the perturbation;
 * ALMA: ``1 - SSIM`` (this project's valid-window SSIM, the same formula as adv_lib's);
-* PerC-AL: ``||Delta E_00||_2``, by the exact formula (:mod:`core.ciede2000`) and by adv_lib's
+* PerC-AL: ``||Delta E_00||_2``, by the exact formula (:mod:`core.measures.ciede2000`) and by adv_lib's
   own. The reference attacks sRGB images, so both implementations get the greyscale image
   repeated three times and a model that reads the mean of the channels (both may spend
   colour). adv_lib's sRGB -> CIELAB uses the cube root down to 0, so black has L* = -16
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from core.attacks import ALMA, DDN, PerCAL
-from core.ciede2000 import ciede2000_distance
+from core.measures.ciede2000 import ciede2000_distance
 from core.compat import torchvision  # noqa: F401  (adv_lib imports torchvision)
 from core.services.compare import correctly_classified
 from core.measures import get_measure
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     def one_minus_ssim(x_adv):
         return get_measure("ssim").cost(x, x_adv)
 
-    def color(x_adv):  # ||Delta E_00||_2 by the exact formula (core.ciede2000)
+    def color(x_adv):  # ||Delta E_00||_2 by the exact formula (core.measures.ciede2000)
         return ciede2000_distance(x3, x_adv)
 
     def color_adv_lib(x_adv):  # adv_lib's ||Delta E_00||_2: its L* of black is -16, not 0

@@ -365,7 +365,7 @@ def _train_bundled(args: argparse.Namespace, device: torch.device) -> int:
     from dataclasses import replace
 
     from core.training import TrainConfig
-    from core.zoo import BUNDLED_DATASET, CONFIGS, train_bundled
+    from core.training.zoo import BUNDLED_DATASET, CONFIGS, train_bundled
 
     cfg = CONFIGS.get(args.model, TrainConfig(dataset=BUNDLED_DATASET))
     cfg = cfg if args.epochs is None else replace(cfg, epochs=args.epochs)

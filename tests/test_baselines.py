@@ -16,7 +16,7 @@ from torch import nn
 
 from core.attacks import ALMA, ATTACKS, DDN, PGDL2, PerCAL, PGDLinf, get_attack
 from core.attacks.alma import penalty_p2, penalty_p2_grad
-from core.ciede2000 import ciede2000, ciede2000_distance, gray_to_lab, srgb_to_lab
+from core.measures.ciede2000 import ciede2000, ciede2000_distance, gray_to_lab, srgb_to_lab
 from core.measures import available_measures
 
 BASELINES = {"ddn": DDN, "alma-ssim": ALMA, "perc-al": PerCAL}

@@ -1,4 +1,4 @@
-"""core.zoo: the bundled classifiers are trained by core.training's loop and written with their card."""
+"""core.training.zoo: the bundled classifiers are trained by core.training's loop and written with their card."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from core.data import load_fashion_mnist
 from core.evaluation import evaluate
 from core.models import load_model
 from core.training import TrainConfig, train_model
-from core.zoo import CONFIGS, one_group, train_bundled
+from core.training.zoo import CONFIGS, one_group, train_bundled
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """PerC-AL: alternating classification and CIEDE2000 colour-distance steps.
 
-The colour science (sRGB -> CIELAB, CIEDE2000) lives in :mod:`core.ciede2000`, where the
+The colour science (sRGB -> CIELAB, CIEDE2000) lives in :mod:`core.measures.ciede2000`, where the
 registered measure ``"ciede2000"`` uses it too, so every attack is judged on it.
 
 References:
@@ -17,7 +17,7 @@ from torch import nn
 
 from core.attacks.base import Attack, Perturbation, register_attack
 from core.attacks.minimal import BestAdversarial, check_levels, is_adversarial, quantize, unit_l2
-from core.ciede2000 import BAD_CHANNELS, ciede2000_distance, prepared_distance, to_lab
+from core.measures.ciede2000 import BAD_CHANNELS, ciede2000_distance, prepared_distance, to_lab
 from core.validation import check_positive, check_positive_int
 
 __all__ = ["PerCAL"]

@@ -30,12 +30,12 @@ def linf(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
 
 
 def ciede2000(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-    from core.ciede2000 import ciede2000_distance
+    from core.measures.ciede2000 import ciede2000_distance
 
     return ciede2000_distance(x, x_adv)
 
 
 def ciede2000_prepare(x: torch.Tensor) -> PreparedCost:
-    from core.ciede2000 import prepared_distance, to_lab
+    from core.measures.ciede2000 import prepared_distance, to_lab
 
     return prepared_distance(to_lab(x))

@@ -35,7 +35,7 @@ class TrainConfig:
 
     Defaults are for ``fmnist-groups`` on a CPU: the bundled architecture at half width
     (16 filters: four times cheaper, ~218k parameters, ~430 KB in float16) and the
-    optimiser of :mod:`core.zoo` (AdamW, warm-up then cosine decay).
+    optimiser of :mod:`core.training.zoo` (AdamW, warm-up then cosine decay).
     """
 
     method: str = "erm"  # one of METHODS

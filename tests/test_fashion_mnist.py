@@ -1,4 +1,4 @@
-"""Tests of core.data: the idx reader/writer, the source search and the bundled assets."""
+"""Tests of core.data.fashion_mnist: the idx reader/writer, the source search and the bundled assets."""
 
 from __future__ import annotations
 

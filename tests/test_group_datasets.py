@@ -1,4 +1,4 @@
-"""Tests of core.data: the fmnist-groups benchmark, CelebA's folder layout, the CSV loader."""
+"""Tests of core.data's group data sets: fmnist-groups, CelebA's folder layout, the CSV loader (groups.py, fmnist_groups.py, celeba.py, csv_groups.py)."""
 
 from __future__ import annotations
 
