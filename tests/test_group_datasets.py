@@ -1,4 +1,4 @@
-"""Tests of core.data's group data sets: fmnist-groups, CelebA's folder layout, the CSV loader (groups.py, fmnist_groups.py, celeba.py, csv_groups.py)."""
+"""Tests of core.data's group data sets: fmnist-groups, CelebA folders, the CSV loader."""
 
 from __future__ import annotations
 
