@@ -48,6 +48,7 @@ from pages.common import (
     job_slots,
     keep,
     keep_choices,
+    presentation_layout,
     session_jobs,
     show_error,
 )
@@ -94,41 +95,75 @@ def examples_of(cue: str) -> list:
     return cue_examples(cue)
 
 
+CUE_LABELS = {"mark": "a bright pixel (cheap in SSIM)", "pattern": "a faint pattern (cheap in L-inf)"}
+
+
+def cue_ui(summary: dict) -> str:
+    """The cue whose runs are shown."""
+    cues = [c for c in ("mark", "pattern") if c in summary["cues"]]
+    return st.radio("Cue", cues, horizontal=True, key=keep("keep.fair_cue", cues[0]), format_func=CUE_LABELS.get)
+
+
+def cue_pictures(cue: str, columns: int) -> None:
+    """Two images whose cue names their class, two whose cue names another; the cue in red."""
+    for k, (image, caption) in enumerate(examples_of(cue)):
+        if k % columns == 0:
+            row = st.columns(columns)
+        row[k % columns].image(display_image(image, side=168), caption=caption, width="stretch")
+
+
+def verdict_text(summary: dict, cue: str) -> str:
+    """What the runs on ``cue`` say, from their numbers."""
+    v = shortcut_verdict(summary, cue)
+    if v is None:
+        return ""
+    dist = v["distance"]
+    parts = [f"Switching this cue costs {dist['cost']:.3f} in the perceptual cost and {dist['linf']:.2f} in L-inf. "
+             f"W-DRO's worst group: {v['worst'][0]:+.1f} ± {v['worst'][1] or 0:.1f} points against ERM's over "
+             f"{v['seeds']} seeds; on images without the cue {v['cue_free'][0]:+.1f}."]
+    if v["jtt"] is not None:
+        parts.append(f"Against JTT (no group labels either): {v['jtt']:+.1f} points.")
+    if v["group_dro"] is not None:
+        parts.append(f"Against Group DRO (reads the group labels): {v['group_dro']:+.1f} points.")
+    parts.append(f"The target (+{SHORTCUT_TARGET:g} points, interval above 0, no loss without the cue) is "
+                 + ("met." if v["helps"] else "not met."))
+    return " ".join(parts)
+
+
 def shortcut_section(summary: dict) -> None:
     """The case where perceptual DRO helps: a label-correlated cue that its ball can switch (and one it cannot)."""
     st.subheader("Where W-DRO helps: a shortcut inside the perceptual ball")
     story = shortcut_story(summary)
     if story:
         st.markdown(story)
-    cues = [c for c in ("mark", "pattern") if c in summary["cues"]]
-    cue = st.radio("Cue", cues, horizontal=True, key=keep("keep.fair_cue", cues[0]),
-                   format_func={"mark": "a bright pixel (cheap in SSIM)", "pattern": "a faint pattern (cheap in L-inf)"}.get)
-    columns = st.columns(4)
-    for column, (image, caption) in zip(columns, examples_of(cue)):
-        column.image(display_image(image, side=168), caption=caption, width="stretch")
+    cue = cue_ui(summary)
+    cue_pictures(cue, 4)
     st.caption("The cue in red, enlarged 6x. Left two: the cue names the image's class (99% of training images); "
                "right two: another class (1%, ERM's worst group).")
     st.plotly_chart(shortcut_bars(summary, cue), width="stretch", key="fair.shortcut")
-    v = shortcut_verdict(summary, cue)
-    if v is not None:
-        dist = v["distance"]
-        parts = [f"Switching this cue costs {dist['cost']:.3f} in the perceptual cost and {dist['linf']:.2f} in L-inf. "
-                 f"W-DRO's worst group: {v['worst'][0]:+.1f} ± {v['worst'][1] or 0:.1f} points against ERM's over "
-                 f"{v['seeds']} seeds; on images without the cue {v['cue_free'][0]:+.1f}."]
-        if v["jtt"] is not None:
-            parts.append(f"Against JTT (no group labels either): {v['jtt']:+.1f} points.")
-        if v["group_dro"] is not None:
-            parts.append(f"Against Group DRO (reads the group labels): {v['group_dro']:+.1f} points.")
-        parts.append(f"The target (+{SHORTCUT_TARGET:g} points, interval above 0, no loss without the cue) is "
-                     + ("met." if v["helps"] else "not met."))
-        st.caption(" ".join(parts) + f" Each method trained {summary['epochs']} epochs on 6,000 images, 99% with "
-                   "their own class's cue; test images half and half. 'Random cue' is ERM with every cue drawn "
-                   "at random: the shortcut removed, the ceiling.")
+    said = verdict_text(summary, cue)
+    if said:
+        st.caption(said + f" Each method trained {summary['epochs']} epochs on 6,000 images, 99% with their own "
+                   "class's cue; test images half and half. 'Random cue' is ERM with every cue drawn at random: the "
+                   "shortcut removed, the ceiling.")
     if any(entry.get("map", {}).get("W-DRO") for entry in summary["cues"].values()):
         st.plotly_chart(shortcut_map(summary), width="stretch", key="fair.shortcut_map")
         st.caption("How big the ball must be: each method's worst group minus ERM's against the size of its ball "
                    "over what switching the cue costs in the ball's own measure (right of the dashed line, the "
                    "ball holds the switch). One seed off the verdict's points, three on them.")
+
+
+def shortcut_presentation(summary: dict) -> None:
+    """One screen for a room: the cue switch and its pictures beside the per-group bars and the verdict."""
+    left, right = st.columns([1, 2])
+    with left:
+        cue = cue_ui(summary)
+        cue_pictures(cue, 2)
+    with right:
+        st.plotly_chart(shortcut_bars(summary, cue, height=340), width="stretch", key="fair.shortcut_present")
+        said = verdict_text(summary, cue)
+        if said:
+            st.markdown(f"<div style='font-size:1.1rem'>{said}</div>", unsafe_allow_html=True)
 
 
 @st.cache_resource(show_spinner="Loading the demo model ...")
@@ -148,12 +183,21 @@ def percent(report: dict, key: str) -> str:
 
 
 st.title("Group fairness before and after DRO training")
-st.caption("W-DRO training with a perceptual transport cost trains on the worst case in a Wasserstein ball around "
-           "the data, without reading a group label. It helps a group exactly when what sets the group apart lies "
-           "inside that ball; JTT (no labels either) and Group DRO (reads the labels) are the references.")
 summary = protocol_map()
 shortcut = shortcut_summary()
 if shortcut is not None:
+    present = st.toggle("Presentation view", key=keep("keep.fair_present", False),
+                        help="The shortcut case on one screen for a projector (the sidebar and the rest of the page "
+                             "are hidden until you switch this off).")
+    if not present:
+        st.caption("W-DRO training with a perceptual transport cost trains on the worst case in a Wasserstein ball "
+                   "around the data, without reading a group label. It helps a group exactly when what sets the "
+                   "group apart lies inside that ball; JTT (no labels either) and Group DRO (reads the labels) are "
+                   "the references.")
+    if present:
+        presentation_layout()
+        shortcut_presentation(shortcut)
+        st.stop()
     shortcut_section(shortcut)
     st.subheader("Minorities far outside the ball: the bundled demo")
 st.caption("Here the minority is rendered differently (inverted contrast by default), far outside the ball. "

@@ -408,5 +408,23 @@ def test_pages_fit_a_projector_and_an_unlabelled_photo_has_no_true_class(server,
         expect(view.get_by_test_id("stSidebarNav")).to_be_visible(timeout=RENDER_TIMEOUT)
         expect(view.get_by_test_id("stMetric").filter(has_text="W-DRO success")).to_be_visible()
         wait_images(view, 5 * 4, RENDER_TIMEOUT)
+
+        # the fairness page's presentation view: the cue switch, its pictures, the bars and the verdict in one screen
+        view.goto(f"{server}/fairness")
+        expect(view.locator(".js-plotly-plot").first).to_be_visible(timeout=RENDER_TIMEOUT)
+        view.get_by_text("Presentation view").click()
+        expect(view.get_by_test_id("stSidebarNav")).to_be_hidden(timeout=RENDER_TIMEOUT)
+        expect(view.locator(".js-plotly-plot")).to_have_count(1, timeout=RENDER_TIMEOUT)  # the rest of the page waits
+        verdict = view.get_by_text("Switching this cue costs", exact=False)
+        expect(verdict).to_be_visible()
+        for part in (view.get_by_text("a faint pattern (cheap in L-inf)"), view.locator(".js-plotly-plot"), verdict):
+            box = part.bounding_box()
+            assert box["y"] + box["height"] <= height, f"{box} is below a {height} px window"
+        fits(view, f"fairness-presentation-{width}")
+        view.get_by_text("a faint pattern (cheap in L-inf)").click()  # the switch redraws the bars and the verdict
+        expect(view.get_by_text("Switching this cue costs 0.18", exact=False)).to_be_visible(timeout=RENDER_TIMEOUT)
+        view.get_by_text("Presentation view").click()
+        expect(view.get_by_test_id("stSidebarNav")).to_be_visible(timeout=RENDER_TIMEOUT)
+        expect(view.locator(".js-plotly-plot")).to_have_count(6, timeout=RENDER_TIMEOUT)
     finally:
         view.close()

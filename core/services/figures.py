@@ -301,7 +301,7 @@ def heatmap_image(values: torch.Tensor, *, vmax: float | None = None) -> Image.I
 SHORTCUT_PARTS = {"aligned": "cue agrees", "conflicting": "cue disagrees", "cue_free": "no cue"}
 
 
-def shortcut_bars(summary: Mapping, cue: str) -> go.Figure:
+def shortcut_bars(summary: Mapping, cue: str, *, height: int = 380) -> go.Figure:
     """Per method on one cue of the shortcut runs: test accuracy where the cue agrees with the class, where it
     disagrees (ERM's worst group) and on the cue-free images; means over seeds with 95% t-intervals."""
     rows = summary["cues"][cue]["rows"]
@@ -314,7 +314,7 @@ def shortcut_bars(summary: Mapping, cue: str) -> go.Figure:
         fig.add_trace(go.Bar(x=names, y=means, name=label, marker_color=colour,
                              error_y=dict(type="data", array=halves, visible=True),
                              text=[f"{m:.0f}" for m in means], textposition="outside"))
-    fig.update_layout(barmode="group", height=380, yaxis=dict(range=[0, 108], title="test accuracy (%)"),
+    fig.update_layout(barmode="group", height=height, yaxis=dict(range=[0, 108], title="test accuracy (%)"),
                       legend=dict(orientation="h", y=-0.2), font=dict(size=15), **_LAYOUT)
     return fig
 
