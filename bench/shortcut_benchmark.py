@@ -44,7 +44,7 @@ from core.evaluation import predict
 from core.fairness import group_accuracy
 from core.fileio import atomic_write
 from core.services.fairness_demo import SHORTCUT_JTT, SHORTCUT_WDRO
-from core.training import TrainConfig, train_model
+from core.training import METHOD_CLASSES, TrainConfig, train_model
 
 EPOCHS = 6  # chosen on validation mean accuracy of ERM (docs/fairness-training.md, "Shortcut cues")
 N_TRAIN = 6_000
@@ -56,7 +56,6 @@ VERDICT: dict[str, dict] = {  # the cells the verdict rests on (3 seeds), in the
     "PGD-AT 0.1": dict(method="pgd-at", eps=0.1, pgd_steps=3),
     "Random cue": dict(method="erm", data=dict(aligned_fraction=0.1)),
 }
-LABELS_USED = {"Group DRO"}
 SELECT: dict[str, dict] = {  # candidates judged on validation mean accuracy, seed 0
     **{f"W-DRO {b} x{k}": dict(method="wdro", budget=b, inner_steps=k) for b in (0.03, 0.05, 0.08) for k in (1, 5)},
     **{f"JTT T{t} l{u:g}": dict(method="jtt", jtt_epochs=t, jtt_upweight=u) for t in (1, 2, 3, 4, 5)
@@ -101,7 +100,7 @@ def run_one(cue: str, name: str, settings: dict, seed: int, args) -> dict:
     result = train_model(None, train, cfg=cfg, device=args.device)
     seconds = time.perf_counter() - start
     return {
-        "cue": cue, "method": name, "seed": seed, "labels_used": name in LABELS_USED,
+        "cue": cue, "method": name, "seed": seed, "labels_used": METHOD_CLASSES[cfg.method].reads_groups,
         "config": asdict(cfg), "data": data_opts,
         "seconds": round(seconds, 1),
         "seconds_per_epoch": round(statistics.mean(r.seconds for r in result.history), 2),
@@ -191,7 +190,7 @@ def report(args) -> dict:
         mine = [r for r in runs if r["cue"] == cue]
         if not mine:
             continue
-        dist = cue_distance(cue=cue)
+        dist = cue_distance(cue=cue, source="bundled")  # the 300 bundled validation images: the same on every machine
         erm = {r["seed"]: r for r in mine if r["method"] == "ERM"}
         print(f"\n## {cue}: switching it costs {dist['cost']:.3f} in the default cost and {dist['linf']:.2f} in L-inf "
               f"(test split, {len(erm)} ERM seeds; mean ± 95% t-interval half-width over seeds, points; differences "

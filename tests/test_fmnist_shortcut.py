@@ -91,3 +91,29 @@ def test_jtt_upweights_exactly_the_errors_of_its_identification_run():
     assert torch.equal(method.weights, torch.where(errors, 7.0, 1.0))
     result = train_model(None, train, cfg=cfg)
     assert result.epochs_done == 1 and result.config.method == "jtt"
+
+
+def test_the_bundled_shortcut_summary_is_the_report_of_the_bundled_runs(tmp_path, monkeypatch, capsys):
+    """assets/fairness/shortcut.json (the page's bars, map and verdict) is what --report makes of the committed
+    runs, and the W-DRO and JTT settings in use are the ones the committed selection runs choose."""
+    import json
+    import sys
+
+    from bench import shortcut_benchmark
+    from core.services.fairness_demo import DEMO_DIR, SHORTCUT_JTT, SHORTCUT_WDRO, shortcut_verdict
+
+    runs = DEMO_DIR / "shortcut" / "runs"
+    monkeypatch.setattr(sys, "argv", ["shortcut_benchmark", "--report", str(runs), "--asset", str(tmp_path / "s.json")])
+    shortcut_benchmark.main()
+    capsys.readouterr()
+    summary = json.loads((DEMO_DIR / "shortcut.json").read_text())
+    assert json.loads((tmp_path / "s.json").read_text()) == summary
+    for cue in ("mark", "pattern"):
+        rows = summary["cues"][cue]["rows"]
+        assert {"ERM", "W-DRO", "JTT", "Group DRO", "PGD-AT 0.1", "Random cue"} <= set(rows)
+        assert all(len(rows[name]["seeds"]) >= 3 for name in rows)
+        assert rows["Group DRO"]["labels_used"] and not rows["W-DRO"]["labels_used"]
+        assert shortcut_verdict(summary, cue)["seeds"] >= 3
+    chosen = shortcut_benchmark.selected(DEMO_DIR / "shortcut" / "select")
+    assert chosen["W-DRO"] == {"method": "wdro", **SHORTCUT_WDRO}
+    assert chosen["JTT"] == {"method": "jtt", **SHORTCUT_JTT}

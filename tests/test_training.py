@@ -12,6 +12,7 @@ import torch
 from core.data import GroupDataset, load_group_dataset
 from core.training import (
     CHECKPOINT,
+    METHOD_CLASSES,
     MODEL_FILE,
     TrainConfig,
     build_classifier,
@@ -137,13 +138,13 @@ def test_copy_leaves_the_callers_model_untouched(tiny):
     assert in_place.model is model and not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("method", ["erm", "wdro", "pgd-at", "group-dro"])
+@pytest.mark.parametrize("method", ["erm", "wdro", "pgd-at", "group-dro", "jtt"])
 def test_same_seed_same_weights(tiny, method):
     cfg = _cfg(method, epochs=1)
     assert _same_weights(train_model(None, tiny, cfg=cfg).model, train_model(None, tiny, cfg=cfg).model)
 
 
-@pytest.mark.parametrize("method", ["erm", "wdro", "wdro-naive", "pgd-at"])
+@pytest.mark.parametrize("method", [name for name, cls in METHOD_CLASSES.items() if not cls.reads_groups])
 def test_group_labels_are_not_read(tiny, method):
     """Only Group DRO may use g: scrambling it leaves the weights of the other methods bitwise equal."""
     cfg = _cfg(method, epochs=1)
@@ -400,3 +401,11 @@ def test_checkpoints_store_the_architecture_arguments(tiny, tmp_path):
     model, _ = load_trained(tmp_path)
     assert model.model.args == {"in_channels": 1, "n_classes": 10, "width": 8}
     assert _same_weights(model, result.model)
+
+
+def test_every_method_is_registered_once_with_its_label_and_whether_it_reads_groups():
+    from core.training import METHOD_CLASSES, METHODS
+
+    assert tuple(METHOD_CLASSES) == METHODS  # the config's names are the registry's, in its order
+    assert all(cls.name == name and cls.label for name, cls in METHOD_CLASSES.items())
+    assert {name for name, cls in METHOD_CLASSES.items() if cls.reads_groups} == {"group-dro"}

@@ -86,7 +86,9 @@ class StepStats:
 class Method:
     """The shared step: train on :meth:`inputs` with :meth:`loss`. Subclasses change one or both."""
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # the key of METHOD_CLASSES and of TrainConfig.method
+    label: ClassVar[str] = ""  # for people (the app's choices, reports)
+    reads_groups: ClassVar[bool] = False  # whether training reads the group labels
     spends_cost: ClassVar[bool] = False  # whether the step reports a transport cost
 
     def __init__(self, cfg: TrainConfig, x_all: torch.Tensor, n_groups: int) -> None:
@@ -129,10 +131,12 @@ class Method:
 
 class ERM(Method):
     name = "erm"
+    label = "ERM"
 
 
 class PGDAT(Method):
     name = "pgd-at"
+    label = "PGD adversarial training (L-inf)"
 
     def inputs(self, batch, ctx):
         attack = PGDLinf(ctx.net, eps=self.cfg.eps, steps=self.cfg.pgd_steps)
@@ -144,6 +148,7 @@ class NaiveWDRO(Method):
     """The reference inner solver: WDRO with many steps, bisection on log gamma (budget form)."""
 
     name = "wdro-naive"
+    label = "W-DRO (perceptual cost, naive solver)"
     spends_cost = True
 
     def inputs(self, batch, ctx):
@@ -161,6 +166,8 @@ class NaiveWDRO(Method):
 
 class GroupDRO(Method):
     name = "group-dro"
+    label = "Group DRO (uses group labels)"
+    reads_groups = True
 
     def __init__(self, cfg, x_all, n_groups):
         super().__init__(cfg, x_all, n_groups)
@@ -197,6 +204,7 @@ class JTT(Method):
     """
 
     name = "jtt"
+    label = "JTT (ERM's errors upweighted, no group labels)"
 
     def __init__(self, cfg, x_all, n_groups):
         super().__init__(cfg, x_all, n_groups)
@@ -237,6 +245,7 @@ class FastWDRO(Method):
     """
 
     name = "wdro"
+    label = "W-DRO (perceptual cost, fast)"
     spends_cost = True
 
     def __init__(self, cfg, x_all, n_groups):
