@@ -221,29 +221,30 @@ def report(args) -> dict:
                           "labels_used": rs[0]["labels_used"], "config": rs[0]["config"]}
             summary["epochs"] = rs[0]["config"]["epochs"]
         summary["cues"][cue] = {"distance": dist, "rows": {n: r for n, r in rows.items() if n in VERDICT},
-                                "map": dose_response(rows, dist)}
+                                "map": dose_response(mine, dist)}
     if args.asset:
         atomic_write(Path(args.asset), json.dumps(summary, indent=1).encode())
     return summary
 
 
-def dose_response(rows: dict, dist: dict) -> dict:
-    """The sweeps of one cue: W-DRO by budget over the switch's cost, PGD-AT by radius over its L-inf; each point
-    the worst group minus ERM's (paired by seed, points) and the cue-free accuracy minus ERM's."""
+def dose_response(runs: list[dict], dist: dict, seed: int = 0) -> dict:
+    """The sweeps of one cue on one seed: W-DRO by budget over the switch's cost, PGD-AT by radius over its L-inf;
+    each point the worst group and the cue-free accuracy minus ERM's on the same seed (points)."""
+    erm = next((r for r in runs if r["method"] == "ERM" and r["seed"] == seed), None)
     sweeps: dict = {"W-DRO": [], "PGD-AT": []}
-    for name, row in rows.items():
-        if row["d_worst"] is None:
+    if erm is None:
+        return sweeps
+    for run in runs:
+        kind = run["config"]["method"]
+        if run["seed"] != seed or kind not in ("wdro", "pgd-at") or run["data"].get("aligned_fraction"):
             continue
-        kind, _, size = name.rpartition(" ")
-        if name == "W-DRO":
-            kind, size = "W-DRO", row["config"]["budget"]
-        elif name == "PGD-AT 0.1":
-            kind, size = "PGD-AT", 0.1
-        elif kind not in sweeps:
-            continue
+        kind, size = ("W-DRO", run["config"]["budget"]) if kind == "wdro" else ("PGD-AT", run["config"]["eps"])
         scale = dist["cost"] if kind == "W-DRO" else dist["linf"]
-        sweeps[kind].append({"size": float(size), "ratio": float(size) / scale, "d_worst": row["d_worst"],
-                             "d_cue_free": row["d_cue_free"], "seeds": len(row["seeds"])})
+        sweeps[kind].append({
+            "size": float(size), "ratio": float(size) / scale, "seeds": 1,
+            "d_worst": [100 * (run["test"]["worst_group_accuracy"] - erm["test"]["worst_group_accuracy"]), None],
+            "d_cue_free": [100 * (run["cue_free"] - erm["cue_free"]), None],
+        })
     return {k: sorted(v, key=lambda point: point["size"]) for k, v in sweeps.items()}
 
 

@@ -145,7 +145,7 @@ def shortcut_section(summary: dict) -> None:
         st.plotly_chart(shortcut_map(summary), width="stretch", key="fair.shortcut_map")
         st.caption("How big the ball must be: each method's worst group minus ERM's against the size of its ball "
                    "over what switching the cue costs in the ball's own measure (right of the dashed line, the "
-                   "ball holds the switch). One seed off the verdict's points, three on them.")
+                   "ball holds the switch). Seed 0 throughout; the bars above have three seeds.")
 
 
 def shortcut_presentation(summary: dict) -> None:

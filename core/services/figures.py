@@ -337,7 +337,7 @@ def shortcut_map(summary: Mapping) -> go.Figure:
                 x=[p["ratio"] for p in points], y=[p["d_worst"][0] for p in points], mode="lines+markers",
                 name=f"{kind}, {cue}", line=dict(dash=dashes.get(cue, "solid"),
                                                  color=METHOD_COLOURS["W-DRO" if kind == "W-DRO" else "PGD-AT"]),
-                hovertext=[f"{kind} {p['size']:g} ({p['seeds']} seed{'s' * (p['seeds'] > 1)})" for p in points],
+                hovertext=[f"{kind} {p['size']:g}: {p['d_worst'][0]:+.1f} points" for p in points],
             ), row=1, col=col)
     ticks = [0.03, 0.1, 0.25, 0.5, 1, 2, 4, 8]
     for col in (1, 2):
