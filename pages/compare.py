@@ -17,7 +17,14 @@ from core.services.compare import (
     PGD_EPS, Comparison, SweepPoint, compare_ssim_linf, correctly_classified, frontier_points, paired_difference, run_pgd,
 )
 from core.services.explore import perturbation_image, suggested_factor
-from core.services.figures import cost_histogram, frontier_figure, measure_distributions
+from core.services.figures import (
+    CHART_EXPORT,
+    cost_histogram,
+    frontier_figure,
+    image_row,
+    measure_distributions,
+    png_and_pdf,
+)
 from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS
 from pages.common import (
@@ -83,7 +90,7 @@ def show_benchmark() -> None:
         for col, measure in ((f1, "haarpsi"), (f2, "gmsd")):
             with col:
                 st.plotly_chart(frontier_figure(sweeps, measure, emphasis=f"wdro-{DEFAULT_COST}"),
-                                key=f"compare.bench_{measure}")
+                                config=CHART_EXPORT, key=f"compare.bench_{measure}")
         st.caption("Attack success against the mean perceptual cost of the fooled images, every attack over its "
                    f"budget; thick: W-DRO with the default cost (wdro-{DEFAULT_COST}). Two measures none of them optimises.")
     if examples.is_file():
@@ -135,6 +142,14 @@ def show_examples(cmp: Comparison, eps255: int, labels: tuple[str, ...] | None) 
         k = st.columns([1, 3])[0].number_input(f"Example (of {min(len(order), GRID)})", 1, min(len(order), GRID),
                                                key="cmp.example")
         i = order[int(k) - 1]
+        row = image_row([(display_image(cell(i, result, change)[0], side=28), label)
+                         for label, (_, result, change) in zip(short, rows)])
+        png, pdf = png_and_pdf(row)
+        e1, e2, _ = st.columns([1, 1, 3])
+        e1.download_button("This example (PNG)", png, f"example-{int(k)}.png", "image/png", key="cmp.fig_png",
+                           on_click="ignore", width="stretch")
+        e2.download_button("This example (PDF)", pdf, f"example-{int(k)}.pdf", "application/pdf", key="cmp.fig_pdf",
+                           on_click="ignore", width="stretch")
         for col, label, (_, result, change) in zip(st.columns(len(rows)), short, rows):
             image, caption = cell(i, result, change)
             col.markdown(f"<div style='font-size:1.5rem;font-weight:600;white-space:nowrap'>{label}</div>",
@@ -231,13 +246,13 @@ with live:
     if mean["pgd"] and mean["wdro"]:
         st.plotly_chart(measure_distributions({"PGD-L-inf": {m: v[fooled["pgd"]] for m, v in cmp.pgd.measures.items()},
                                                WDRO_NAME: {m: v[fooled["wdro"]] for m, v in cmp.wdro.measures.items()}},
-                                              judges), key="compare.dist")
+                                              judges), config=CHART_EXPORT, key="compare.dist")
 
     st.subheader("The distributional budget at work")
     h1, h2 = st.columns([2, 1])
     with h1:
         st.plotly_chart(cost_histogram(cmp.wdro.cost, cmp.budget, label=COST.cost_formula,
-                                       pointwise=cmp.pointwise.cost), key="compare.hist")
+                                       pointwise=cmp.pointwise.cost), config=CHART_EXPORT, key="compare.hist")
     with h2:
         spent = cmp.wdro.cost
         st.metric("Images given more than delta", f"{float((spent > cmp.budget).float().mean()):.0%}")
@@ -266,9 +281,9 @@ with live:
              for point in points if point.param == param}
     f1, f2 = st.columns(2)
     with f1:
-        st.plotly_chart(frontier_figure(sweeps, "ssim-padded", marks=marks), key="compare.frontier_ssim")
+        st.plotly_chart(frontier_figure(sweeps, "ssim-padded", marks=marks), config=CHART_EXPORT, key="compare.frontier_ssim")
     with f2:
-        st.plotly_chart(frontier_figure(sweeps, "haarpsi", marks=marks), key="compare.frontier_haarpsi")
+        st.plotly_chart(frontier_figure(sweeps, "haarpsi", marks=marks), config=CHART_EXPORT, key="compare.frontier_haarpsi")
     st.caption("Stars: the matched runs. PGD's curve sweeps its radius (one run each); W-DRO's sweeps its budget "
                "delta, every point from one pass (the worst case at delta fools the images cheapest to flip). "
                "Means over the fooled images.")

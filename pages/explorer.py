@@ -24,7 +24,7 @@ from core.services.explore import (
     run_attack,
     suggested_factor,
 )
-from core.services.figures import heatmap_image, top_classes_figure
+from core.services.figures import CHART_EXPORT, heatmap_image, image_row, png_and_pdf, top_classes_figure
 from core.imageio import load_tensor, png_bytes, tensor_to_image
 from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS, get_model_spec, resolve_weights
@@ -274,6 +274,16 @@ with (wide if present else results):
     c3.image(display_image(out.perturbation(factor), side), caption=f"|change| x{factor} (grey = 0)", width="stretch")
     c4.image(display_image(heatmap_image(out.difference, vmax=heat_top), side), width="stretch",
              caption=f"1 - local SSIM, 0 to {heat_top:g} (max {float(out.difference.max()):.2f})")
+    row = image_row([(display_image(out.x, 28), f"clean: {out.pred_clean}"),
+                     (display_image(out.x_adv, 28), f"attacked: {out.pred_adv}"),
+                     (display_image(out.perturbation(factor), 28), f"|change| x{factor}"),
+                     (heatmap_image(out.difference, vmax=heat_top), f"1 - local SSIM, 0 to {heat_top:g}")])
+    png, pdf = png_and_pdf(row)
+    f1, f2, _ = st.columns([1, 1, 2])
+    f1.download_button("Figure (PNG)", png, f"{shown['model']}_{out.settings.attack}_row.png", "image/png",
+                       key="explore.fig_png", on_click="ignore", width="stretch")
+    f2.download_button("Figure (PDF)", pdf, f"{shown['model']}_{out.settings.attack}_row.pdf", "application/pdf",
+                       key="explore.fig_pdf", on_click="ignore", width="stretch")
     n1, n2, n3 = st.columns([1, 1, 5], vertical_alignment="center")  # judged at the size people see
     for col, image in ((n1, out.x[0]), (n2, out.x_adv[0])):
         natural = tensor_to_image(image)
@@ -283,7 +293,7 @@ with (wide if present else results):
 with results:
     # one above the other: side by side, both were cut off at 1024 px
     title = f"Top classes (true: {out.label})" if out.labelled else "Top classes (true class unknown)"
-    st.plotly_chart(top_classes_figure(out.top_classes(5), title=title), width="stretch", key="explore.top5")
+    st.plotly_chart(top_classes_figure(out.top_classes(5), title=title), width="stretch", config=CHART_EXPORT, key="explore.top5")
     rows = [{
         "measure": MEASURES[m].label + (" (x255)" if m == "linf" else ""),  # in the unit of the sliders and metric
         "score": v * 255 if m == "linf" else v,

@@ -76,7 +76,7 @@ def test_explorer_runs_the_default_attack():
     assert "MS-SSIM" not in table.index  # not defined at 28 px: said under the table, with why
     assert any("Not defined at this image size" in c.value and "MS-SSIM" in c.value and "161" in c.value
                for c in app.caption)
-    assert len(app.get("download_button")) == 3
+    assert len(app.get("download_button")) == 5  # image, perturbation (.npy, PNG), the figure row (PNG, PDF)
     assert len(app.get("plotly_chart")) == 1 and len(app.get("image")) == 6  # top-5 chart; clean, attacked, change,
     # SSIM map, and clean and attacked at their natural size
 
@@ -216,8 +216,9 @@ def test_compare_page_matches_damage():
     assert [p.param for p in cmp.pgd_sweep] == sorted(p.param for p in cmp.pgd_sweep) and len(cmp.pgd_sweep) >= 3
     shown_images = min(8, int((cmp.pgd.success | cmp.wdro.success).sum()))
     assert len(app.get("image")) == 5 * shown_images + 1  # clean, PGD, its change, W-DRO, its change; the benchmark grid
-    app.toggle(key="keep.cmp_present").set_value(True).run()  # presentation view: four examples, no rerun of attacks
-    assert len(app.get("image")) == 5 * min(4, shown_images) + 1 and app.session_state["compare.result"]["cmp"] is cmp
+    app.toggle(key="keep.cmp_present").set_value(True).run()  # presentation view: one example, no rerun of attacks
+    assert len(app.get("image")) == 5 + 1 and app.session_state["compare.result"]["cmp"] is cmp
+    assert [b.label for b in app.get("download_button")][-2:] == ["This example (PNG)", "This example (PDF)"]
     tables = [d.value for d in app.dataframe if "HaarPSI ↑" in d.value.columns]  # the benchmark tab, as data frames
     assert len(tables) == 2 and all(len(t) == 8 for t in tables)  # 90 % and 99 %, eight attacks each
     assert all(t["HaarPSI ↑"].str.endswith("★").sum() == 1 for t in tables)  # one best per column

@@ -115,7 +115,7 @@ def test_every_page_in_a_real_browser(server, page):
     scores = table_scores(table)
     assert scores["SSIM (padded)"] == pytest.approx(1 - cost, abs=1e-4)  # the default cost: padded SSIM
     assert 0.0 <= scores["HaarPSI"] <= 1.0 and scores["PSNR (dB)"] > 20 and 0.0 < scores["L-inf (x255)"] <= 255.0
-    assert page.get_by_test_id("stDownloadButton").count() == 3
+    assert page.get_by_test_id("stDownloadButton").count() == 5
     no_exception(page)
     shot(page, "explorer")
 

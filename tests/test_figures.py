@@ -30,3 +30,19 @@ def test_heatmap_image_has_the_map_own_pixel_grid():
     assert img.getpixel((0, 0)) == (0, 0, 4)  # 0: Inferno's black
     assert img.getpixel((5, 3)) == (252, 255, 164)  # vmax and above: its pale yellow
     assert img.getpixel((7, 10))[0] > 100  # in between
+
+
+def test_a_figure_row_for_slides_as_png_and_pdf():
+    from PIL import Image
+
+    from core.services.figures import CHART_EXPORT, image_row, png_and_pdf
+
+    small = Image.new("L", (28, 28), 200)
+    row = image_row([(small, "clean"), (small.convert("RGB"), "attacked")], side=448)
+    gap = 448 // 16
+    assert row.size == (2 * 448 + 3 * gap, 448 + 2 * 28 + gap) and row.mode == "RGB"
+    assert row.getpixel((gap + 10, 2 * 28 + 10)) == (200, 200, 200)  # enlarged without smoothing
+    png, pdf = png_and_pdf(row)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and pdf[:5] == b"%PDF-"
+    assert Image.open(__import__("io").BytesIO(png)).size == row.size
+    assert CHART_EXPORT["toImageButtonOptions"]["format"] == "svg"  # the charts' camera saves a vector image

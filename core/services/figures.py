@@ -6,6 +6,7 @@ and returns a ``plotly.graph_objects.Figure``; nothing here draws on screen.
 
 from __future__ import annotations
 
+import io
 import math
 
 from collections.abc import Mapping, Sequence
@@ -347,3 +348,40 @@ def shortcut_map(summary: Mapping) -> go.Figure:
     fig.update_yaxes(title="worst group vs ERM (points)", row=1, col=1)
     fig.update_layout(height=400, legend=dict(orientation="h", y=-0.2), font=dict(size=15), **_LAYOUT)
     return fig
+
+
+CHART_EXPORT = {"toImageButtonOptions": {"format": "svg", "scale": 2}, "displaylogo": False}
+"""plotly config of every chart: the camera button saves a vector SVG (scales to any projector, converts to PDF or PNG
+without loss)."""
+
+
+def image_row(panels: Sequence[tuple[Image.Image, str]], *, side: int = 448, label_px: int = 28) -> Image.Image:
+    """Panels side by side for a slide: each image enlarged to ``side`` px without smoothing, its label above it.
+
+    Args:
+        panels: ``(image, label)`` pairs (RGB or greyscale PIL images).
+        side: Side of each enlarged image in pixels (448: 28 px images x16).
+        label_px: Height of the label text in pixels.
+
+    Returns:
+        One RGB image, white background.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    gap, top = side // 16, label_px * 2
+    row = Image.new("RGB", (len(panels) * side + (len(panels) + 1) * gap, side + top + gap), "white")
+    draw = ImageDraw.Draw(row)
+    font = ImageFont.load_default(size=label_px)
+    for k, (image, label) in enumerate(panels):
+        x = gap + k * (side + gap)
+        row.paste(image.convert("RGB").resize((side, side), Image.Resampling.NEAREST), (x, top))
+        draw.text((x, label_px // 3), label, fill="black", font=font)
+    return row
+
+
+def png_and_pdf(image: Image.Image) -> tuple[bytes, bytes]:
+    """The image as PNG bytes and as a one-page PDF (at 150 dpi) for slides."""
+    png, pdf = io.BytesIO(), io.BytesIO()
+    image.save(png, "PNG")
+    image.save(pdf, "PDF", resolution=150.0)
+    return png.getvalue(), pdf.getvalue()
