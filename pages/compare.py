@@ -90,7 +90,7 @@ def show_benchmark() -> None:
         for col, measure in ((f1, "haarpsi"), (f2, "gmsd")):
             with col:
                 st.plotly_chart(frontier_figure(sweeps, measure, emphasis=f"wdro-{DEFAULT_COST}"),
-                                config=CHART_EXPORT, key=f"compare.bench_{measure}")
+                                config=CHART_EXPORT, theme=None, key=f"compare.bench_{measure}")
         st.caption("Attack success against the mean perceptual cost of the fooled images, every attack over its "
                    f"budget; thick: W-DRO with the default cost (wdro-{DEFAULT_COST}). Two measures none of them optimises.")
     if examples.is_file():
@@ -103,7 +103,7 @@ PRESENT_DRAWN = "cmp.present_drawn"  # the presentation state the page's layout 
 @st.fragment  # the presentation toggle redraws the examples only, not the page's charts
 def show_examples(cmp: Comparison, eps255: int, labels: tuple[str, ...] | None) -> None:
     """Images fooled by both attacks: clean, each attack's image, and its change amplified by one shared factor."""
-    head, toggle = st.columns([3, 1], vertical_alignment="bottom")
+    head, toggle = st.columns([2, 1], vertical_alignment="bottom")
     present = toggle.toggle("Presentation view", key=keep("keep.cmp_present", False),
                             help="Four examples across the whole window, enlarged for a projector (never smoothed); "
                                  "the sidebar is hidden until you switch this off.")
@@ -246,20 +246,22 @@ with live:
     if mean["pgd"] and mean["wdro"]:
         st.plotly_chart(measure_distributions({"PGD-L-inf": {m: v[fooled["pgd"]] for m, v in cmp.pgd.measures.items()},
                                                WDRO_NAME: {m: v[fooled["wdro"]] for m, v in cmp.wdro.measures.items()}},
-                                              judges), config=CHART_EXPORT, key="compare.dist")
+                                              judges), config=CHART_EXPORT, theme=None, key="compare.dist")
 
     st.subheader("The distributional budget at work")
     h1, h2 = st.columns([2, 1])
     with h1:
         st.plotly_chart(cost_histogram(cmp.wdro.cost, cmp.budget, label=COST.cost_formula,
-                                       pointwise=cmp.pointwise.cost), config=CHART_EXPORT, key="compare.hist")
+                                       pointwise=cmp.pointwise.cost), config=CHART_EXPORT, theme=None, key="compare.hist")
     with h2:
         spent = cmp.wdro.cost
         st.metric("Images given more than delta", f"{float((spent > cmp.budget).float().mean()):.0%}")
         st.metric("Images given nothing", f"{float((spent == 0).float().mean()):.0%}")
         gap = paired_difference(cmp.wdro.success, cmp.pointwise.success)
-        st.metric("Success: distrib. / per image", f"{cmp.wdro.success_rate:.0%} / {cmp.pointwise.success_rate:.0%}",
-                  delta=f"{gap.difference:+.0%} (95% interval {gap.low:+.0%} to {gap.high:+.0%})", delta_color="off")
+        st.metric("Success rate", f"{cmp.wdro.success_rate:.0%} / {cmp.pointwise.success_rate:.0%}",
+                  delta=f"{gap.difference:+.0%} ({gap.low:+.0%} to {gap.high:+.0%})", delta_color="off",
+                  help="With the distributional budget / with the same delta per image; below, their difference "
+                       "with its 95% interval.")
         st.caption(f"Same delta = {cmp.budget:.2g}, on these {gap.n} images. The distributional budget bounds only "
                    "the mean cost, so the worst case spends it on the images cheapest to flip and nothing on the "
                    "others; the per-image budget fools only the images whose cheapest flip costs at most delta "
@@ -281,9 +283,9 @@ with live:
              for point in points if point.param == param}
     f1, f2 = st.columns(2)
     with f1:
-        st.plotly_chart(frontier_figure(sweeps, "ssim-padded", marks=marks), config=CHART_EXPORT, key="compare.frontier_ssim")
+        st.plotly_chart(frontier_figure(sweeps, "ssim-padded", marks=marks), config=CHART_EXPORT, theme=None, key="compare.frontier_ssim")
     with f2:
-        st.plotly_chart(frontier_figure(sweeps, "haarpsi", marks=marks), config=CHART_EXPORT, key="compare.frontier_haarpsi")
+        st.plotly_chart(frontier_figure(sweeps, "haarpsi", marks=marks), config=CHART_EXPORT, theme=None, key="compare.frontier_haarpsi")
     st.caption("Stars: the matched runs. PGD's curve sweeps its radius (one run each); W-DRO's sweeps its budget "
                "delta, every point from one pass (the worst case at delta fools the images cheapest to flip). "
                "Means over the fooled images.")

@@ -122,8 +122,9 @@ with controls:
                     st.warning(f"{upload.name} is {side} px on its short side; it was enlarged to "
                                f"{spec.input_size} px for {name}.", icon=":material/zoom_in:")
                 if spec.channels == 1 and st.checkbox(
-                        "Invert (the model saw light garments on black)", key=keep("keep.invert", False),
-                        help="Fashion-MNIST images are light on dark; a shop photo is dark on white."):
+                        "Invert", key=keep("keep.invert", False),
+                        help="Swap light and dark: Fashion-MNIST images are light garments on black, a shop photo is "
+                             "dark on white."):
                     x = 1.0 - x
                     image_note += " (inverted)"
                 u1, u2 = st.columns([1, 3], vertical_alignment="center")
@@ -252,13 +253,13 @@ with results:
     judged = "n/a" if value is None else f"{value * 255:.1f}/255" if judge == "linf" else f"{value:.4f}"
     m4.metric(f"{MEASURES[judge].label} (not optimised)", judged)
     m3_label = f"{spent.label} cost" if spent else "cost"
-    s1, s2, s3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    s1, s2 = st.columns(2, vertical_alignment="bottom")
     factor = s1.slider("Amplification of the change", 1, 100, key=keep("keep.factor", DEFAULT_FACTOR),
                        help="The same for every run until you move it, so two attacks compare by eye; the display "
                             "only, the attack is not run again.")
     heat_top = s2.select_slider("Heat map range: 0 to", HEAT_RANGES, key=keep("keep.heat_top", DEFAULT_HEAT_TOP),
                                 help="1 - local SSIM; fixed across runs so that two maps compare.")
-    s3.checkbox("Auto per run", key=keep("keep.auto_scale", False),
+    st.checkbox("Choose the amplification anew for each run", key=keep("keep.auto_scale", False),
                 help="Choose the amplification anew for each run (the largest change at half the grey range).")
 
 # The images: beside the settings, or (presentation view) across the whole page above them, larger
@@ -279,7 +280,7 @@ with (wide if present else results):
                      (display_image(out.perturbation(factor), 28), f"|change| x{factor}"),
                      (heatmap_image(out.difference, vmax=heat_top), f"1 - local SSIM, 0 to {heat_top:g}")])
     png, pdf = png_and_pdf(row)
-    f1, f2, _ = st.columns([1, 1, 2])
+    f1, f2 = st.columns(2)
     f1.download_button("Figure (PNG)", png, f"{shown['model']}_{out.settings.attack}_row.png", "image/png",
                        key="explore.fig_png", on_click="ignore", width="stretch")
     f2.download_button("Figure (PDF)", pdf, f"{shown['model']}_{out.settings.attack}_row.pdf", "application/pdf",
@@ -293,7 +294,7 @@ with (wide if present else results):
 with results:
     # one above the other: side by side, both were cut off at 1024 px
     title = f"Top classes (true: {out.label})" if out.labelled else "Top classes (true class unknown)"
-    st.plotly_chart(top_classes_figure(out.top_classes(5), title=title), width="stretch", config=CHART_EXPORT, key="explore.top5")
+    st.plotly_chart(top_classes_figure(out.top_classes(5), title=title), width="stretch", config=CHART_EXPORT, theme=None, key="explore.top5")
     rows = [{
         "measure": MEASURES[m].label + (" (x255)" if m == "linf" else ""),  # in the unit of the sliders and metric
         "score": v * 255 if m == "linf" else v,
@@ -309,13 +310,14 @@ with results:
     if gamma == gamma:  # W-DRO: the multiplier it ended with
         st.caption(f"Final gamma = {gamma:.4g}; transport cost spent = {float(out.result.cost[0]):.4g}.")
     stem = f"{shown['model']}_{out.settings.attack}"
-    d1, d2, d3 = st.columns(3)
-    d1.download_button("Attacked image (PNG)", png_bytes(out.x_adv[0]), f"{stem}_attacked.png", "image/png",
+    d1, d2 = st.columns(2)  # two a row, short labels: three a row were cut at 1024 px
+    d3, _ = st.columns(2)
+    d1.download_button("Image (PNG)", png_bytes(out.x_adv[0]), f"{stem}_attacked.png", "image/png",
                        key="explore.dl_adv", on_click="ignore")
     buffer = io.BytesIO()
     np.save(buffer, out.raw_perturbation().numpy())
-    d2.download_button("Perturbation (NumPy .npy)", buffer.getvalue(), f"{stem}_perturbation.npy",
+    d2.download_button("Change (.npy)", buffer.getvalue(), f"{stem}_perturbation.npy",
                        "application/octet-stream", key="explore.dl_delta", on_click="ignore")
-    d3.download_button(f"Perturbation x{factor} (PNG)", png_bytes(out.perturbation(factor)),
+    d3.download_button(f"Change x{factor} (PNG)", png_bytes(out.perturbation(factor)),
                        f"{stem}_perturbation_x{factor}.png", "image/png", key="explore.dl_delta_png",
                        on_click="ignore")

@@ -136,14 +136,14 @@ def shortcut_section(summary: dict) -> None:
     cue_pictures(cue, 4)
     st.caption("The cue in red, enlarged 6x. Left two: the cue names the image's class (99% of training images); "
                "right two: another class (1%, ERM's worst group).")
-    st.plotly_chart(shortcut_bars(summary, cue), width="stretch", config=CHART_EXPORT, key="fair.shortcut")
+    st.plotly_chart(shortcut_bars(summary, cue), width="stretch", config=CHART_EXPORT, theme=None, key="fair.shortcut")
     said = verdict_text(summary, cue)
     if said:
         st.caption(said + f" Each method trained {summary['epochs']} epochs on 6,000 images, 99% with their own "
                    "class's cue; test images half and half. 'Random cue' is ERM with every cue drawn at random: the "
                    "shortcut removed, the ceiling.")
     if any(entry.get("map", {}).get("W-DRO") for entry in summary["cues"].values()):
-        st.plotly_chart(shortcut_map(summary), width="stretch", config=CHART_EXPORT, key="fair.shortcut_map")
+        st.plotly_chart(shortcut_map(summary), width="stretch", config=CHART_EXPORT, theme=None, key="fair.shortcut_map")
         st.caption("How big the ball must be: each method's worst group minus ERM's against the size of its ball "
                    "over what switching the cue costs in the ball's own measure (right of the dashed line, the "
                    "ball holds the switch). Seed 0 throughout; the bars above have three seeds.")
@@ -156,7 +156,7 @@ def shortcut_presentation(summary: dict) -> None:
         cue = cue_ui(summary)
         cue_pictures(cue, 2)
     with right:
-        st.plotly_chart(shortcut_bars(summary, cue, height=340), width="stretch", config=CHART_EXPORT, key="fair.shortcut_present")
+        st.plotly_chart(shortcut_bars(summary, cue, height=340), width="stretch", config=CHART_EXPORT, theme=None, key="fair.shortcut_present")
         said = verdict_text(summary, cue)
         if said:
             st.markdown(f"<div style='font-size:1.1rem'>{said}</div>", unsafe_allow_html=True)
@@ -288,27 +288,28 @@ if chosen:
                          "worst-group accuracy": percent(report, "worst_group_accuracy"),
                          "worst group": report["worst_group"],
                          "gap": percent(report, "gap")})
+    st.markdown("**Worst-group accuracy**, clean test images")  # once, not in every label: they were cut at 1024 px
     columns = st.columns(len(chosen))
     first = next(iter(chosen.values()))["clean"]
     for column, (name, entry) in zip(columns, chosen.items()):
         clean = entry["clean"]
         delta = clean["worst_group_accuracy"] - first["worst_group_accuracy"]
-        column.metric(f"{name}: worst-group accuracy", f"{clean['worst_group_accuracy']:.1%}",
+        column.metric(name, f"{clean['worst_group_accuracy']:.1%}",
                       delta=f"{delta * 100:+.1f} points" if name != next(iter(chosen)) else None)
         on = f"{entry['clean_images']:,} clean test images" if entry.get("clean_images") else "clean test images"
         column.caption(f"gap {clean['gap'] * 100:.1f} points, mean {clean['mean_accuracy']:.1%} ({on})")
     headline = verdict_line(summary) if dataset == DEFAULT and summary is not None else ""
     if headline:
         st.caption(headline)
-    st.plotly_chart(group_accuracy_bars(chosen, groups, conditions), width="stretch", config=CHART_EXPORT, key="fair.bars")
+    st.plotly_chart(group_accuracy_bars(chosen, groups, conditions), width="stretch", config=CHART_EXPORT, theme=None, key="fair.bars")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     attacks = "; ".join(f"{k}: " + ", ".join(f"{p} {v}" for p, v in a.items()) for k, a in ATTACKS.items())
     st.caption(f"95% bootstrap intervals in brackets. Under attack ({attacks}): an example counts when it is "
                "classified correctly both clean and attacked.")
     st.subheader("Training curves")
-    st.plotly_chart(training_curves(chosen), width="stretch", config=CHART_EXPORT, key="fair.curves")
+    st.plotly_chart(training_curves(chosen), width="stretch", config=CHART_EXPORT, theme=None, key="fair.curves")
     st.subheader("Where the transport budget goes")
-    st.plotly_chart(cost_by_group(chosen, groups), width="stretch", config=CHART_EXPORT, key="fair.cost")
+    st.plotly_chart(cost_by_group(chosen, groups), width="stretch", config=CHART_EXPORT, theme=None, key="fair.cost")
     st.caption("Mean transport cost (1 - padded SSIM) that the worst-case distribution spends per example of each "
                "group, under one budget shared by all the images: left, the W-DRO attack on each model; right, "
                "during W-DRO training.")
@@ -320,7 +321,7 @@ if dataset == DEFAULT and summary is not None:
     st.subheader("Where perceptual DRO helps and where it cannot")
     selection = st.radio("Model selection", list(summary["selections"]), horizontal=True,
                          format_func=summary["selections"].get, key=keep("keep.fair_selection", "last"))
-    st.plotly_chart(fairness_map(summary, selection=selection), width="stretch", config=CHART_EXPORT, key="fair.map")
+    st.plotly_chart(fairness_map(summary, selection=selection), width="stretch", config=CHART_EXPORT, theme=None, key="fair.map")
     verdict = map_verdict(summary, selection=selection)
     st.dataframe(pd.DataFrame([
         {"minority rendering": name, "distance": f"{v['distance']:.3f}", "epochs": v["epochs"], "seeds": v["seeds"],

@@ -70,7 +70,9 @@ def no_exception(page: Page) -> None:
 
 def choose(page: Page, label: str, option: str) -> None:
     """Pick ``option`` in the select box whose label is ``label``."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
+    box.scroll_into_view_if_needed()  # a click that first scrolls the page can close the list it opened
+    box.click()
     page.get_by_role("option", name=option, exact=True).click()
 
 
@@ -152,8 +154,9 @@ def test_every_page_in_a_real_browser(server, page):
 
     # fairness: the bundled demo before and after, then training in the background, cancelled
     go(page, "Fairness", page.get_by_role("heading", name="Group fairness before and after DRO training"))
-    expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=RENDER_TIMEOUT)  # bars, curves, cost, map
-    expect(page.get_by_test_id("stMetric").filter(has_text="W-DRO: worst-group accuracy")).to_be_visible()
+    expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=RENDER_TIMEOUT)  # the shortcut's bars and map;
+    # the demo's bars, curves, cost, map
+    expect(page.get_by_test_id("stMetric").filter(has_text="W-DRO").first).to_be_visible()
     no_exception(page)
     shot(page, "fairness")
     page.get_by_text("Train a model now").click()
@@ -164,8 +167,8 @@ def test_every_page_in_a_real_browser(server, page):
     shot(page, "fairness-training")
     cancel.click()
     expect(page.get_by_test_id("stMetric").filter(has_text="(cancelled)")).to_be_visible(timeout=RENDER_TIMEOUT)
-    expect(page.locator(".js-plotly-plot")).to_have_count(4)  # the map stays too
-    bars = page.locator(".js-plotly-plot").first  # the cancelled run (clean only) keeps the others' attacked panels
+    expect(page.locator(".js-plotly-plot")).to_have_count(6)  # the maps stay too
+    bars = page.locator(".js-plotly-plot").nth(2)  # the cancelled run (clean only) keeps the others' attacked panels
     for panel in ("under W-DRO (padded SSIM)", "under PGD-L-inf"):
         expect(bars.get_by_text(panel)).to_have_count(1)
     no_exception(page)
@@ -323,12 +326,19 @@ OVERFLOW = """() => {
   const clipped = [...main.querySelectorAll('[data-testid="stMetricValue"] div, [data-testid="stMetricLabel"] p, '
                                            + '[data-testid="stWidgetLabel"] p')]
     .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText);
+  for (const e of main.querySelectorAll('*'))  // any text Streamlit cuts with an ellipsis (buttons, badges, toggles)
+    if (getComputedStyle(e).textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth + 1 && e.innerText.trim())
+      clipped.push(e.innerText);
   for (const plot of main.querySelectorAll('.js-plotly-plot')) {  // chart titles cut at the chart's edge
     const edge = plot.getBoundingClientRect().right;
     for (const t of plot.querySelectorAll('.gtitle, .annotation-text'))
       if (t.getBoundingClientRect().right > edge + 1) clipped.push(t.textContent);
   }
-  return {scroll: document.documentElement.scrollWidth - w, wide, clipped};
+  const small = [...main.querySelectorAll('.js-plotly-plot .xtick text, .js-plotly-plot .ytick text, '
+                                         + '.js-plotly-plot .legendtext, .js-plotly-plot .gtitle')]
+    .filter(t => parseFloat(getComputedStyle(t).fontSize) < 14 && t.getBoundingClientRect().width > 0)
+    .map(t => t.textContent);  // the type scale: no tick, legend or title under 14 px
+  return {scroll: document.documentElement.scrollWidth - w, wide, clipped, small};
 }"""
 
 
@@ -342,7 +352,7 @@ def fits(page: Page, name: str) -> None:
     """Screenshot ``name`` and assert that nothing of the page overflows the window."""
     shot(page, name)
     found = page.evaluate(OVERFLOW)
-    assert found == {"scroll": 0, "wide": [], "clipped": []}, (name, found)
+    assert found == {"scroll": 0, "wide": [], "clipped": [], "small": []}, (name, found)
 
 
 @pytest.mark.parametrize("width,height", [(1400, 900), (1024, 768)])
@@ -422,7 +432,7 @@ def test_pages_fit_a_projector_and_an_unlabelled_photo_has_no_true_class(server,
             assert box["y"] + box["height"] <= height, f"{box} is below a {height} px window"
         fits(view, f"fairness-presentation-{width}")
         view.get_by_text("a faint pattern (cheap in L-inf)").click()  # the switch redraws the bars and the verdict
-        expect(view.get_by_text("Switching this cue costs 0.18", exact=False)).to_be_visible(timeout=RENDER_TIMEOUT)
+        expect(view.get_by_text("Switching this cue costs 0.19", exact=False)).to_be_visible(timeout=RENDER_TIMEOUT)
         view.get_by_text("Presentation view").click()
         expect(view.get_by_test_id("stSidebarNav")).to_be_visible(timeout=RENDER_TIMEOUT)
         expect(view.locator(".js-plotly-plot")).to_have_count(6, timeout=RENDER_TIMEOUT)

@@ -24,7 +24,9 @@ from core.measures import MEASURES
 BEFORE, AFTER = "#4C78A8", "#E45756"
 ATTACK_COLOURS = {"pgd-linf": "#F58518", "wdro": "#54A24B", "pgd-l2": "#B279A2", "fgsm": "#9D755D"}
 CURVE_COLOURS = (*ATTACK_COLOURS.values(), "#4C78A8", "#E45756", "#72B7B2", "#000000")  # eight attacks
-_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
+TYPE_PX = 14  # the smallest text of a chart (ticks, legends, bar labels): readable at 1024 x 768 and on a projector
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white", font=dict(size=TYPE_PX),
+               uniformtext=dict(minsize=TYPE_PX - 2, mode="hide"))
 
 
 def top_classes_figure(rows: Sequence[Mapping[str, float | str]], *, title: str = "Class probabilities") -> go.Figure:
@@ -75,7 +77,7 @@ def measure_distributions(
             fig.add_trace(go.Box(y=values, name=attack, marker_color=list(ATTACK_COLOURS.values())[i % 4],
                                  showlegend=col == 1, boxpoints="all", jitter=0.4, pointpos=0), row=1, col=col)
     fig.update_layout(height=380, **{**_LAYOUT, "margin": {**_LAYOUT["margin"], "t": 70}})
-    fig.update_annotations(font_size=12)
+    fig.update_annotations(font_size=TYPE_PX)
     fig.update_xaxes(showticklabels=False)  # the legend names the boxes
     return fig
 
@@ -114,9 +116,10 @@ def frontier_figure(
                                      marker=dict(symbol="star", size=16, color=colour, line=dict(width=1)),
                                      hovertemplate=f"matched: budget {p.param:.3g}<extra></extra>"))
     # Scores crowd near 1 (SSIM 0.99 against 0.999): 1 - score on a log axis spreads them out.
-    what = f"1 - mean {m.label}" if m.higher_is_better else f"mean {m.label}"
-    fig.update_layout(title=f"Success vs {what}", yaxis=dict(title="attack success", range=[0, 1.02]),
-                      xaxis=dict(title="log scale: left = closer", type="log"),  # the title names the measure
+    what = f"1 - {m.label}" if m.higher_is_better else m.label  # short: two charts side by side at 1024 px
+    fig.update_layout(title=dict(text=f"Success vs {what}", x=0, xanchor="left", font=dict(size=TYPE_PX + 1)),
+                      yaxis=dict(title="attack success", range=[0, 1.02]),
+                      xaxis=dict(title="mean, log scale: left = closer", type="log", dtick=1),  # the title names the measure
                       height=360, legend=dict(orientation="h", y=-0.3), **_LAYOUT)
     return fig
 
@@ -276,7 +279,7 @@ def fairness_map(summary: Mapping, *, selection: str = "last") -> go.Figure:
             fig.update_yaxes(range=[AXIS_FLOOR, top], row=1, col=col)
             for x, y in low:
                 fig.add_annotation(x=x, y=AXIS_FLOOR, text=f"{y:+.0f}", showarrow=False, yshift=8,
-                                   font=dict(size=12, color="#222"), row=1, col=col)
+                                   font=dict(size=TYPE_PX, color="#222"), row=1, col=col)
     fig.add_hline(y=5, line_dash="dot", line_color="#888", row=1, col=1, annotation_text="target +5",
                   annotation_position="top left")
     fig.update_xaxes(title="minority rendering (distance)")
@@ -316,7 +319,7 @@ def shortcut_bars(summary: Mapping, cue: str, *, height: int = 380) -> go.Figure
                              error_y=dict(type="data", array=halves, visible=True),
                              text=[f"{m:.0f}" for m in means], textposition="outside"))
     fig.update_layout(barmode="group", height=height, yaxis=dict(range=[0, 108], title="test accuracy (%)"),
-                      legend=dict(orientation="h", y=-0.2), font=dict(size=15), **_LAYOUT)
+                      legend=dict(orientation="h", y=-0.2), **_LAYOUT)
     return fig
 
 
@@ -346,7 +349,7 @@ def shortcut_map(summary: Mapping) -> go.Figure:
         fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], row=1, col=col)
     fig.add_hline(y=0, line=dict(color="black", width=1))
     fig.update_yaxes(title="worst group vs ERM (points)", row=1, col=1)
-    fig.update_layout(height=400, legend=dict(orientation="h", y=-0.2), font=dict(size=15), **_LAYOUT)
+    fig.update_layout(height=400, legend=dict(orientation="h", y=-0.2), **_LAYOUT)
     return fig
 
 
