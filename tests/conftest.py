@@ -101,3 +101,13 @@ def write_fake_celeba(root: Path, n: int = 12, *, kaggle: bool = False) -> np.nd
         (folder / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(CELEBA_ATTRIBUTES) + " \n" + rows)
         (folder / "list_eval_partition.txt").write_text("".join(f"{name} {p}\n" for name, p in zip(names, partition)))
     return table
+
+
+@pytest.fixture
+def no_full_data(tmp_path, monkeypatch):
+    """No Debian package and an empty default data root: only the bundled subset is left."""
+    from core.data import fashion_mnist
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("PDRO_DATA", str(tmp_path / "empty-root"))
+    return tmp_path

@@ -225,6 +225,20 @@ def test_closing_the_browser_cancels_its_training_job(server, page):
     assert page.get_by_text("training runs are going on this server").count() == 0
 
 
+def train_on_upload(page: Page, server: str, archive: bytes) -> None:
+    """On the fairness page: upload ``archive`` as the CSV data set and start ERM training on it."""
+    page.goto(f"{server}/fairness")
+    expect(page.get_by_role("heading", name="Group fairness before and after DRO training")).to_be_visible(
+        timeout=RENDER_TIMEOUT)
+    choose(page, "Data set", "Image folder + CSV of path,label,group (yours)")
+    page.locator("input[type=file]").last.set_input_files(
+        files=[{"name": "data.zip", "mimeType": "application/zip", "buffer": archive}])
+    train = page.get_by_role("button", name="Train", exact=True)
+    expect(train).to_be_enabled(timeout=RENDER_TIMEOUT)
+    choose(page, "Method", "ERM")
+    train.click()
+
+
 def test_a_zipped_csv_data_set_trains_in_the_page(server, page):
     """The CSV data set comes from an uploaded zip (no server path): it is unpacked, trained on, evaluated."""
     import io
@@ -241,16 +255,7 @@ def test_a_zipped_csv_data_set_trains_in_the_page(server, page):
             archive.writestr(f"imgs/{i}.png", image.getvalue())
             rows.append(f"imgs/{i}.png,{i % 2},{(i // 4) % 2},{('train', 'train', 'val', 'test')[i % 4]}")
         archive.writestr("metadata.csv", "path,label,group,split\n" + "\n".join(rows) + "\n")
-    page.goto(f"{server}/fairness")
-    expect(page.get_by_role("heading", name="Group fairness before and after DRO training")).to_be_visible(
-        timeout=RENDER_TIMEOUT)
-    choose(page, "Data set", "Image folder + CSV of path,label,group (yours)")
-    page.locator("input[type=file]").last.set_input_files(
-        files=[{"name": "data.zip", "mimeType": "application/zip", "buffer": buffer.getvalue()}])
-    train = page.get_by_role("button", name="Train", exact=True)
-    expect(train).to_be_enabled(timeout=RENDER_TIMEOUT)
-    choose(page, "Method", "ERM")
-    train.click()
+    train_on_upload(page, server, buffer.getvalue())
     expect(page.get_by_test_id("stMetric").filter(has_text="#1 ERM")).to_be_visible(timeout=RENDER_TIMEOUT)
     no_exception(page)
     assert page.get_by_test_id("stAlertContentError").count() == 0
@@ -274,16 +279,7 @@ def test_cancel_stops_a_training_run_that_is_still_loading_its_images(server, pa
         archive.writestr("imgs/big.png", photo.getvalue())
         rows = [f"imgs/big.png,{i % 2},{(i // 2) % 2}" for i in range(3000)]
         archive.writestr("metadata.csv", "path,label,group\n" + "\n".join(rows) + "\n")
-    page.goto(f"{server}/fairness")
-    expect(page.get_by_role("heading", name="Group fairness before and after DRO training")).to_be_visible(
-        timeout=RENDER_TIMEOUT)
-    choose(page, "Data set", "Image folder + CSV of path,label,group (yours)")
-    page.locator("input[type=file]").last.set_input_files(
-        files=[{"name": "slow.zip", "mimeType": "application/zip", "buffer": buffer.getvalue()}])
-    train = page.get_by_role("button", name="Train", exact=True)
-    expect(train).to_be_enabled(timeout=RENDER_TIMEOUT)
-    choose(page, "Method", "ERM")
-    train.click()
+    train_on_upload(page, server, buffer.getvalue())
     expect(page.get_by_test_id("stProgress")).to_contain_text("loading csv", timeout=RENDER_TIMEOUT)
     page.wait_for_timeout(1500)  # well into the loading
     cancelled_at = time.monotonic()

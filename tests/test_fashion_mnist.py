@@ -38,14 +38,6 @@ def _fake_split(folder: Path, n: int, *, split: str = "test", gz: bool = True, s
     return images, labels
 
 
-@pytest.fixture
-def no_full_data(tmp_path, monkeypatch):
-    """No Debian package and an empty default data root."""
-    monkeypatch.setattr(datasets, "DEBIAN_DIR", tmp_path / "no-debian")
-    monkeypatch.setenv("PDRO_DATA", str(tmp_path / "empty-root"))
-    return tmp_path
-
-
 # --------------------------------------------------------------------------- idx files
 
 

@@ -28,23 +28,16 @@ from core.data.groups import BAD_FRACTION, BAD_SPLIT
 HAS_FULL_FMNIST = any(s.has("train") for s in datasets.fashion_mnist_sources() if s.name != "bundled")
 
 
-@pytest.fixture
-def no_full_data(tmp_path, monkeypatch):
-    """No Debian package and an empty default data root: only the bundled subset is left."""
-    monkeypatch.setattr(datasets, "DEBIAN_DIR", tmp_path / "no-debian")
-    monkeypatch.setenv("PDRO_DATA", str(tmp_path / "empty-root"))
-    return tmp_path
-
-
 # --------------------------------------------------------------------------- registry and container
 
 
 def test_registry():
-    assert list(GROUP_DATASETS) == ["fmnist-groups", "celeba", "csv"]
+    assert list(GROUP_DATASETS) == ["fmnist-groups", "fmnist-shortcut", "celeba", "csv"]
+    assert GROUP_DATASETS["fmnist-shortcut"].offline and not GROUP_DATASETS["fmnist-shortcut"].mirror_safe
     assert GROUP_DATASETS["fmnist-groups"].offline
     assert "minority_fraction" in GROUP_DATASETS["fmnist-groups"].options()
     assert GROUP_DATASETS["celeba"].options() == ("target", "group", "grouping", "size", "max_images")
-    with pytest.raises(ValueError, match="unknown group dataset 'nope'; expected one of: fmnist-groups, celeba, csv"):
+    with pytest.raises(ValueError, match="unknown group dataset 'nope'; expected one of: fmnist-groups, fmnist-shortcut, celeba, csv"):
         load_group_dataset("nope", "train")
     with pytest.raises(ValueError, match="fmnist-groups: unexpected option\\(s\\) 'minority_share'"):
         load_group_dataset("fmnist-groups", "train", minority_share=0.1)
