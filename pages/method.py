@@ -12,8 +12,8 @@ st.markdown(
     "An attacker may move the test distribution, at a price. The price of moving an image "
     "$x$ to $x'$ is a perceptual dissimilarity $d(x, x')$, zero when nothing changes; labels never move:"
 )
-st.latex(r"c\big((x,y),(x',y')\big) = \begin{cases} d(x,x') & y = y' \\ +\infty & y \neq y' \end{cases}"
-         r"\qquad d(x,x') = 1 - \mathrm{SSIM}_{\mathrm{pad}}(x,x')")
+st.latex(r"c\big((x,y),(x',y')\big) = \begin{cases} d(x,x') & y = y' \\ +\infty & y \neq y' \end{cases}")
+st.latex(r"d(x,x') = 1 - \mathrm{SSIM}_{\mathrm{pad}}(x,x')")  # apart: side by side they were clipped at 1024 px
 st.caption("The default cost is SSIM on images padded by reflection, so that every pixel, the border included, "
            "sits in as many windows as the centre (the classic SSIM averages only windows that fit inside the "
            "image and leaves a 28 px image's 5-pixel frame nearly free). Other measures are selectable.")
@@ -22,8 +22,8 @@ st.markdown("The **worst-case risk** within a Wasserstein ball of radius $\\delt
 st.latex(r"R_\delta(\theta) = \sup_{Q:\ W_c(Q, P_n) \le \delta}\ \mathbb{E}_Q\big[\ell(\theta; X, Y)\big].")
 st.markdown("Strong duality (Blanchet & Murthy 2019; Gao & Kleywegt 2016) turns it into a search over one "
             "multiplier $\\gamma \\ge 0$ and $n$ independent image attacks:")
-st.latex(r"R_\delta(\theta) = \inf_{\gamma \ge 0}\ \Big\{ \gamma\,\delta + \frac{1}{n}\sum_{i=1}^n "
-         r"\sup_{x'} \big[\ell(\theta; x', y_i) - \gamma\, d(x_i, x')\big] \Big\}.")
+st.latex(r"\begin{aligned} R_\delta(\theta) = \inf_{\gamma \ge 0}\ \Big\{ & \gamma\,\delta \\ & + \frac{1}{n}\sum_{i=1}^n "
+         r"\sup_{x'} \big[\ell(\theta; x', y_i) - \gamma\, d(x_i, x')\big] \Big\}. \end{aligned}")
 
 st.subheader("Budget delta and multiplier gamma")
 st.markdown(
@@ -33,8 +33,8 @@ st.markdown(
     "- **Budget form** (fixed $\\delta$): the multiplier $\\gamma^*$ is the one at which the average cost "
     "spent equals the budget (complementary slackness):"
 )
-st.latex(r"\frac{1}{n}\sum_{i=1}^n d\big(x_i, x_i'(\gamma^*)\big) = \delta, \qquad "
-         r"\frac{\partial}{\partial\gamma}\Big[\gamma\delta + \tfrac1n\textstyle\sum_i \sup_{x'}(\cdots)\Big] "
+st.latex(r"\frac{1}{n}\sum_{i=1}^n d\big(x_i, x_i'(\gamma^*)\big) = \delta,")
+st.latex(r"\frac{\partial}{\partial\gamma}\Big[\gamma\delta + \tfrac1n\textstyle\sum_i \sup_{x'}(\cdots)\Big] "
          r"= \delta - \tfrac1n\textstyle\sum_i d(x_i, x_i').")
 st.markdown(
     "So $\\gamma$ is the price of perceptual change at which the attacker spends exactly $\\delta$; "

@@ -126,7 +126,7 @@ def test_every_page_in_a_real_browser(server, page):
     choose(page, "Attack", "PGD-L-inf")
     expect(page.get_by_text("L-inf radius eps (in 1/255)")).to_be_visible()
     go(page, "Method", page.get_by_role("heading", name="Method").first)
-    expect(page.locator(".katex-display")).to_have_count(4, timeout=RENDER_TIMEOUT)  # the page's four st.latex
+    expect(page.locator(".katex-display")).to_have_count(6, timeout=RENDER_TIMEOUT)  # the page's six st.latex
     no_exception(page)
     shot(page, "method")
     go(page, "Attack explorer", run)
@@ -323,6 +323,8 @@ OVERFLOW = """() => {
   const clipped = [...main.querySelectorAll('[data-testid="stMetricValue"] div, [data-testid="stMetricLabel"] p, '
                                            + '[data-testid="stWidgetLabel"] p')]
     .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText);
+  for (const k of main.querySelectorAll('.katex-display'))  // an equation wider than the page (it scrolls, clipped)
+    if (k.scrollWidth > k.clientWidth + 4) clipped.push("equation: " + k.textContent.slice(0, 40));  // katex overhangs 2 px
   for (const e of main.querySelectorAll('*'))  // any text Streamlit cuts with an ellipsis (buttons, badges, toggles)
     if (getComputedStyle(e).textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth + 1 && e.innerText.trim())
       clipped.push(e.innerText);
@@ -415,6 +417,10 @@ def test_pages_fit_a_projector_and_an_unlabelled_photo_has_no_true_class(server,
         expect(view.get_by_test_id("stSidebarNav")).to_be_visible(timeout=RENDER_TIMEOUT)
         expect(view.get_by_test_id("stMetric").filter(has_text="W-DRO success")).to_be_visible()
         wait_images(view, 5 * 4, RENDER_TIMEOUT)
+
+        view.goto(f"{server}/method")  # the equations fit the window
+        expect(view.locator(".katex-display")).to_have_count(6, timeout=RENDER_TIMEOUT)
+        fits(view, f"method-{width}")
 
         # the fairness page's presentation view: the cue switch, its pictures, the bars and the verdict in one screen
         view.goto(f"{server}/fairness")
