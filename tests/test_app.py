@@ -361,3 +361,29 @@ def test_the_server_holds_an_upload_to_its_box_limit():
     assert upload_bytes(big, MAX_IMAGE_MB) is None and read == []  # refused before its bytes are read
     small = SimpleNamespace(name="ok.png", size=3, getvalue=lambda: b"png")
     assert upload_bytes(small, MAX_IMAGE_MB) == b"png"
+
+
+def test_fairness_page_trains_on_the_shortcut_data_set(monkeypatch):
+    """Train a model now on fmnist-shortcut: no flips, W-DRO's five inner steps and the chosen budget, the cue
+    chosen in the page; what a short run shows is said before it starts."""
+    import core.services.fairness_demo
+    from core.services.fairness_demo import SHORTCUT_WDRO
+
+    monkeypatch.setattr(core.services.fairness_demo, "TRAIN_NOW_ATTACKED", 32)
+    app = _page("fairness")
+    app.selectbox(key="keep.fair_dataset").set_value("fmnist-shortcut").run()
+    assert not app.exception
+    assert any("a short run does not show the shortcut's effect" in c.value for c in app.caption)
+    assert app.select_slider(key="keep.fair_budget.fmnist-shortcut").value == SHORTCUT_WDRO["budget"]
+    app.radio(key="keep.fair_train_cue").set_value("pattern").run()
+    app.slider(key="keep.fair_epochs").set_value(1).run()
+    app.select_slider(key="keep.fair_n").set_value(1000).run()
+    app.button(key="fair.train").click().run()
+    job = app.session_state["fair.job"]
+    assert job.wait(300) and job.error is None
+    app.run()
+    assert not app.exception and not app.error
+    label = app.multiselect(key="keep.fair_models").value[-1]
+    entry = app.session_state["fair.trained"][label]["entry"]
+    assert entry["dataset"] == "fmnist-shortcut" and entry["groups"] == ["aligned", "conflicting"]
+    assert entry["config"]["flip"] is False and entry["config"]["inner_steps"] == SHORTCUT_WDRO["inner_steps"]
