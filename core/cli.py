@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                      help="option of the data set loader, e.g. n_train=3000 (repeatable)")
     fit.add_argument("--method", required=True, choices=list(METHODS))
-    fit.add_argument("--metric", dest="measure", choices=list(MEASURES), action=_Deprecated, help=argparse.SUPPRESS)
+    fit.add_argument("--metric", dest="measure", choices=list(MEASURES), action=_Deprecated, help=argparse.SUPPRESS,
+                        default=argparse.SUPPRESS)
     fit.add_argument("--measure", default=DEFAULT_COST, choices=list(MEASURES),
                      help=f"W-DRO transport cost (default {DEFAULT_COST})")
     fit_form = fit.add_mutually_exclusive_group()
@@ -182,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_attack_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metric", dest="measure", choices=list(MEASURES), action=_Deprecated, help=argparse.SUPPRESS)
+    parser.add_argument("--metric", dest="measure", choices=list(MEASURES), action=_Deprecated, help=argparse.SUPPRESS,
+                        default=argparse.SUPPRESS)
     parser.add_argument("--measure", default=DEFAULT_COST, choices=list(MEASURES),
                         help=f"transport cost of wdro (default {DEFAULT_COST})")
     form = parser.add_mutually_exclusive_group()
