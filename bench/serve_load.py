@@ -6,8 +6,9 @@ Starts ``streamlit run app.py`` on loopback, opens ``--sessions`` browser contex
 Debian chromium), and in each one uploads the same ``side x side`` RGB PNG (6300: the largest
 accepted image) to the attack explorer at the same moment. A thread samples the resident
 memory of the server's process every 0.2 s. Prints the server's memory before and at its
-peak, and for each session whether it answered (the Run button enabled, or a one-line error)
-and in how many seconds. Loopback only; the run ends by itself.
+peak, and for each session whether it answered (the page shows what the model sees and enables
+Run, or a one-line error) and in how many seconds since the
+uploads began. Loopback only; the run ends by itself.
 """
 
 from __future__ import annotations
@@ -79,12 +80,15 @@ def main() -> None:
             for k, page in enumerate(pages):
                 run = page.get_by_role("button", name="Run", exact=True)
                 error = page.get_by_test_id("stAlertContentError")
+                seen = page.get_by_text("What fmnist-cnn sees", exact=False)  # drawn once the upload is decoded
                 try:
-                    run.or_(error).first.wait_for(timeout=ANSWER_TIMEOUT)
-                    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')",
-                                           timeout=ANSWER_TIMEOUT)
-                    state = "error: " + error.first.inner_text()[:80] if error.count() else (
-                        "ready" if run.is_enabled() else "no answer")
+                    seen.or_(error).first.wait_for(timeout=ANSWER_TIMEOUT)
+                    if error.count():
+                        state = "error: " + error.first.inner_text()[:80]
+                    else:  # the caption comes first in the page's run; Run is enabled further down the same run
+                        page.wait_for_function("() => [...document.querySelectorAll('button')].some(b => "
+                                               "b.innerText.trim() == 'Run' && !b.disabled)", timeout=ANSWER_TIMEOUT)
+                        state = "ready"
                 except Exception as err:  # noqa: BLE001 - a session that never answers is what we measure
                     state = f"no answer ({type(err).__name__})"
                 answers.append((k, state, time.monotonic() - start))
