@@ -107,10 +107,14 @@ def show_examples(cmp: Comparison, eps255: int, labels: tuple[str, ...] | None) 
     present = toggle.toggle("Presentation view", key=keep("keep.cmp_present", False),
                             help="Four examples across the whole window, enlarged for a projector (never smoothed); "
                                  "the sidebar is hidden until you switch this off.")
-    if present != st.session_state.get(PRESENT_DRAWN, False):
-        # The layout's style lives outside this fragment: a fragment's rerun leaves an old style element in
-        # place (the sidebar stayed hidden after switching off), so a change of the toggle redraws the page.
-        st.session_state[PRESENT_DRAWN] = present
+    drawn = st.session_state.get(PRESENT_DRAWN, False)
+    if present:  # on: this fragment's rerun adds the layout's style (fast: the page's charts stay)
+        presentation_layout()
+        st.session_state[PRESENT_DRAWN] = True
+    elif drawn and not present:
+        # off: a fragment's rerun leaves the style element it drew in place (the sidebar stayed hidden), so
+        # switching off redraws the whole page, which drops it
+        st.session_state[PRESENT_DRAWN] = False
         st.rerun()
     both = (cmp.pgd.success & cmp.wdro.success).nonzero().squeeze(1).tolist()
     either = (cmp.pgd.success | cmp.wdro.success).nonzero().squeeze(1).tolist()
@@ -237,7 +241,7 @@ with live:
                   help="mean over the fooled images; a measure neither attack optimised (1 = identical)")
 
     if st.session_state.get("keep.cmp_present", False):
-        presentation_layout()  # in the page, not the fragment: a full rerun adds and removes it
+        presentation_layout()  # a full run of the page draws it here (a fragment's run, in show_examples)
     st.session_state[PRESENT_DRAWN] = st.session_state.get("keep.cmp_present", False)
     show_examples(cmp, eps_run, labels)
 
