@@ -389,6 +389,9 @@ def test_pages_fit_a_projector_and_an_unlabelled_photo_has_no_true_class(server,
         top_run.click()  # a new attack from there
         expect(view.get_by_role("heading", level=3).filter(has_text="→")).to_be_visible(timeout=RENDER_TIMEOUT)
         fits(view, f"explorer-presentation-{width}")
+        with view.expect_download() as download:  # the row as a slide
+            view.get_by_role("button", name="Figure (PDF)").click()
+        assert Path(download.value.path()).read_bytes()[:5] == b"%PDF-"
         view.get_by_text("Presentation view").click()
         expect(view.get_by_test_id("stSidebarNav")).to_be_visible(timeout=RENDER_TIMEOUT)  # and back
 
