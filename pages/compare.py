@@ -32,17 +32,11 @@ from pages.common import (
     test_set,
 )
 
-keep_choices()  # first, before any widget: see pages.common.keep
-
 RESULT = "compare.result"
 GRID = 8  # images in the gallery grid
 JUDGES = ("ssim", "ssim-padded", "haarpsi", "psnr", "linf")  # measures whose distributions are shown
 COST = MEASURES[DEFAULT_COST]  # W-DRO's transport cost here: the project's default
 WDRO_NAME = f"W-DRO, {COST.label} cost"  # "W-DRO, SSIM (padded) cost": no nested brackets
-
-st.title("SSIM-shaped vs L-inf perturbations")
-st.caption(f"PGD-L-inf at a chosen radius, and {WDRO_NAME} at the DRO budget at which it fools the same "
-           "fraction of images (matched damage). Both attack the same correctly classified test images.")
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "assets" / "benchmark" / "heldout" / "fmnist-cnn-a"
 
@@ -170,88 +164,81 @@ def show_examples(cmp: Comparison, eps255: int, labels: tuple[str, ...] | None) 
                       width="stretch")
 
 
-live, benchmark = st.tabs([f"Run it: PGD-L-inf vs {WDRO_NAME}", "Benchmark: all attacks at matched damage"])
-with benchmark:
-    show_benchmark()
-with live:
+def settings_ui() -> tuple[tuple[str, int, int, int], bool]:
+    """The comparison's settings ``(model, images, eps in 1/255, W-DRO steps)`` and whether Run was pressed."""
     names = [n for n in MODELS if has_test_set(n)]
     c1, c2, c3, c4 = st.columns(4)
     name = c1.selectbox("Model", names, format_func=model_label, key=keep("keep.cmp_model"))
     n = c2.slider("Test images", 16, 256, step=16, key=keep("keep.cmp_n", 32))
     eps255 = c3.slider("PGD L-inf radius (in 1/255)", 1, 16, key=keep("keep.cmp_eps", 4))
     steps = c4.number_input("W-DRO steps", 10, 300, step=10, key=keep("keep.cmp_steps", 50))
-    settings = (name, n, eps255, int(steps))
     run = st.button("Run the comparison", type="primary", key="compare.run")
+    return (name, n, eps255, int(steps)), run
 
-    if run:
-        try:
-            model = cached_model(name)
-            x_test, y_test, source = test_set()
-            x, y = correctly_classified(model, x_test.to(device()), y_test.to(device()), n)
-            bar = st.progress(0.0, text="Starting ...")
-            # PGD's other radii (the frontier only) run after the results are on screen: see below
-            result = compare_ssim_linf(model, x, y, eps=eps255 / 255, steps=int(steps), pgd_eps=(),
-                                       progress=lambda f, msg: bar.progress(f, text=msg))
-            bar.empty()
-            st.session_state[RESULT] = {"settings": settings, "cmp": result, "source": source}
-        except ValueError as err:
-            show_error(err, what="The comparison could not run")
 
-    shown = st.session_state.get(RESULT)
-    if shown is None:
-        st.info("Choose a model, the number of images and PGD's radius, then press **Run the comparison** "
-                "(about 5 s for 32 images on one CPU thread).", icon=":material/play_arrow:")
-        st.stop()
-    if shown["settings"] != settings:
-        st.caption(":material/info: The settings changed since this result; press **Run the comparison** to update it.")
-    cmp: Comparison = shown["cmp"]
-    fooled = {"pgd": cmp.pgd.success, "wdro": cmp.wdro.success}
-    mean = {key: {m: float(v[fooled[key]].double().mean()) for m, v in r.measures.items()} if bool(fooled[key].any())
+def run_comparison(settings: tuple[str, int, int, int]) -> None:
+    """Attack ``settings``' correctly classified test images with both attacks; keep the result in the session."""
+    name, n, eps255, steps = settings
+    try:
+        model = cached_model(name)
+        x_test, y_test, source = test_set()
+        x, y = correctly_classified(model, x_test.to(device()), y_test.to(device()), n)
+        bar = st.progress(0.0, text="Starting ...")
+        # PGD's other radii (the frontier only) run after the results are on screen: see show_frontier
+        result = compare_ssim_linf(model, x, y, eps=eps255 / 255, steps=steps, pgd_eps=(),
+                                   progress=lambda f, msg: bar.progress(f, text=msg))
+        bar.empty()
+        st.session_state[RESULT] = {"settings": settings, "cmp": result, "source": source}
+    except ValueError as err:
+        show_error(err, what="The comparison could not run")
+
+
+def fooled_means(cmp: Comparison) -> dict[str, dict[str, float]]:
+    """Per attack (``"pgd"``, ``"wdro"``), each measure's mean over the images it fooled (empty if none)."""
+    return {key: {m: float(v[r.success].double().mean()) for m, v in r.measures.items()} if bool(r.success.any())
             else {} for key, r in (("pgd", cmp.pgd), ("wdro", cmp.wdro))}
-    name_run, n_run, eps_run, _ = shown["settings"]
-    labels = MODELS[name_run].labels
 
 
-    def _notice() -> str:
-        """The sentence that tells the viewer what to look at, from the numbers of this run."""
-        count = int(cmp.pgd.success.sum())
-        if not count:
-            return (f"PGD-L-inf at {eps_run}/255 fooled none of the {n_run} images: raise its radius to have "
-                    "damage to match.")
-        match = "fool the same" if cmp.matched else "could not be matched: W-DRO fools"
-        text = (f"Both attacks {match} {int(cmp.wdro.success.sum())} of the {n_run} images. On the fooled images, "
-                f"judged on the measures neither attack optimised, {WDRO_NAME} ")
-        judged = [m for m in JUDGES if m not in (DEFAULT_COST, "linf") and m in mean["wdro"]]
-        better = [MEASURES[m].label for m in judged
-                  if (mean["wdro"][m] > mean["pgd"][m]) == MEASURES[m].higher_is_better]
-        worse = [MEASURES[m].label for m in judged if MEASURES[m].label not in better]
-        text += f"is better on {', '.join(better)}" if better else "is better on none"
-        text += f" and worse on {', '.join(worse)}" if worse else ""
-        return text + " (means): compare the rows below with your own eyes."
+def notice(cmp: Comparison, mean: dict, eps255: int, n: int) -> str:
+    """The sentence that tells the viewer what to look at, from the numbers of this run."""
+    if not int(cmp.pgd.success.sum()):
+        return f"PGD-L-inf at {eps255}/255 fooled none of the {n} images: raise its radius to have damage to match."
+    match = "fool the same" if cmp.matched else "could not be matched: W-DRO fools"
+    text = (f"Both attacks {match} {int(cmp.wdro.success.sum())} of the {n} images. On the fooled images, "
+            f"judged on the measures neither attack optimised, {WDRO_NAME} ")
+    judged = [m for m in JUDGES if m not in (DEFAULT_COST, "linf") and m in mean["wdro"]]
+    better = [MEASURES[m].label for m in judged if (mean["wdro"][m] > mean["pgd"][m]) == MEASURES[m].higher_is_better]
+    worse = [MEASURES[m].label for m in judged if MEASURES[m].label not in better]
+    text += f"is better on {', '.join(better)}" if better else "is better on none"
+    text += f" and worse on {', '.join(worse)}" if worse else ""
+    return text + " (means): compare the rows below with your own eyes."
 
 
-    st.info(_notice(), icon=":material/visibility:")
+def show_summary(cmp: Comparison, mean: dict, eps255: int, n: int) -> None:
+    """The sentence to notice and the four metrics."""
+    st.info(notice(cmp, mean, eps255, n), icon=":material/visibility:")
     k1, k2 = st.columns(2)  # two by two: four across cut "0.956 / 0.992" off at 1024 px
     k3, k4 = st.columns(2)
-    k1.metric("PGD-L-inf success", f"{cmp.pgd.success_rate:.0%}", help=f"eps = {eps_run}/255")
+    k1.metric("PGD-L-inf success", f"{cmp.pgd.success_rate:.0%}", help=f"eps = {eps255}/255")
     k2.metric("W-DRO success", f"{cmp.wdro.success_rate:.0%}", help="matched" if cmp.matched else "as many as it found")
-    k3.metric("Matched budget delta", f"{cmp.budget:.2g}", help=f"mean {COST.cost_formula} over the {n_run} images")
+    k3.metric("Matched budget delta", f"{cmp.budget:.2g}", help=f"mean {COST.cost_formula} over the {n} images")
     if mean["pgd"] and mean["wdro"]:
         k4.metric("HaarPSI, PGD / W-DRO", f"{mean['pgd']['haarpsi']:.3f} / {mean['wdro']['haarpsi']:.3f}",
                   help="mean over the fooled images; a measure neither attack optimised (1 = identical)")
 
-    if st.session_state.get("keep.cmp_present", False):
-        presentation_layout()  # a full run of the page draws it here (a fragment's run, in show_examples)
-    st.session_state[PRESENT_DRAWN] = st.session_state.get("keep.cmp_present", False)
-    show_examples(cmp, eps_run, labels)
 
+def show_measures(cmp: Comparison, mean: dict) -> None:
+    """The distribution of each judge over each attack's fooled images."""
     st.subheader("Perceptual measures of the fooled images")
     judges = [m for m in JUDGES if m in cmp.pgd.measures]
     if mean["pgd"] and mean["wdro"]:
-        st.plotly_chart(measure_distributions({"PGD-L-inf": {m: v[fooled["pgd"]] for m, v in cmp.pgd.measures.items()},
-                                               WDRO_NAME: {m: v[fooled["wdro"]] for m, v in cmp.wdro.measures.items()}},
+        st.plotly_chart(measure_distributions({"PGD-L-inf": {m: v[cmp.pgd.success] for m, v in cmp.pgd.measures.items()},
+                                               WDRO_NAME: {m: v[cmp.wdro.success] for m, v in cmp.wdro.measures.items()}},
                                               judges), config=CHART_EXPORT, theme=None, key="compare.dist")
 
+
+def show_budget(cmp: Comparison) -> None:
+    """Where the distributional budget went, against the same delta per image."""
     st.subheader("The distributional budget at work")
     h1, h2 = st.columns([2, 1])
     with h1:
@@ -272,6 +259,11 @@ with live:
                    f"(mean spent {float(cmp.pointwise.cost.mean()):.2g}). Both from the same flips, so the "
                    "distributional one never fools fewer.")
 
+
+def show_frontier(shown: dict) -> None:
+    """Success against cost for both attacks; PGD's other radii run here, once per result."""
+    cmp: Comparison = shown["cmp"]
+    name_run = shown["settings"][0]
     st.subheader("Attack success against perceptual cost")
     radii = sorted({*PGD_EPS, cmp.eps})
     if len(cmp.pgd_sweep) < len(radii) and not shown.get("swept"):  # once per result: PGD's other radii
@@ -287,9 +279,47 @@ with live:
              for point in points if point.param == param}
     f1, f2 = st.columns(2)
     with f1:
-        st.plotly_chart(frontier_figure(sweeps, "ssim-padded", marks=marks), config=CHART_EXPORT, theme=None, key="compare.frontier_ssim")
+        st.plotly_chart(frontier_figure(sweeps, "ssim-padded", marks=marks), config=CHART_EXPORT, theme=None,
+                        key="compare.frontier_ssim")
     with f2:
-        st.plotly_chart(frontier_figure(sweeps, "haarpsi", marks=marks), config=CHART_EXPORT, theme=None, key="compare.frontier_haarpsi")
+        st.plotly_chart(frontier_figure(sweeps, "haarpsi", marks=marks), config=CHART_EXPORT, theme=None,
+                        key="compare.frontier_haarpsi")
     st.caption("Stars: the matched runs. PGD's curve sweeps its radius (one run each); W-DRO's sweeps its budget "
                "delta, every point from one pass (the worst case at delta fools the images cheapest to flip). "
                "Means over the fooled images.")
+
+
+def main() -> None:
+    keep_choices()  # first, before any widget: see pages.common.keep
+    st.title("SSIM-shaped vs L-inf perturbations")
+    st.caption(f"PGD-L-inf at a chosen radius, and {WDRO_NAME} at the DRO budget at which it fools the same "
+               "fraction of images (matched damage). Both attack the same correctly classified test images.")
+    live, benchmark = st.tabs([f"Run it: PGD-L-inf vs {WDRO_NAME}", "Benchmark: all attacks at matched damage"])
+    with benchmark:
+        show_benchmark()
+    with live:
+        settings, run = settings_ui()
+        if run:
+            run_comparison(settings)
+        shown = st.session_state.get(RESULT)
+        if shown is None:
+            st.info("Choose a model, the number of images and PGD's radius, then press **Run the comparison** "
+                    "(about 5 s for 32 images on one CPU thread).", icon=":material/play_arrow:")
+            return
+        if shown["settings"] != settings:
+            st.caption(":material/info: The settings changed since this result; press **Run the comparison** to "
+                       "update it.")
+        cmp: Comparison = shown["cmp"]
+        name_run, n_run, eps_run, _ = shown["settings"]
+        mean = fooled_means(cmp)
+        show_summary(cmp, mean, eps_run, n_run)
+        if st.session_state.get("keep.cmp_present", False):
+            presentation_layout()  # a full run of the page draws it here (a fragment's run, in show_examples)
+        st.session_state[PRESENT_DRAWN] = st.session_state.get("keep.cmp_present", False)
+        show_examples(cmp, eps_run, MODELS[name_run].labels)
+        show_measures(cmp, mean)
+        show_budget(cmp)
+        show_frontier(shown)
+
+
+main()
