@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from dataclasses import asdict
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from bench.fairness_benchmark import interval  # the fair protocol's 95% t-interval over seeds
 from core.data import cue_distance, load_group_dataset
 from core.device import default_device
 from core.evaluation import predict
@@ -161,15 +161,6 @@ def run_speed(args) -> None:
         rows[name] = statistics.mean(r.seconds for r in result.history)
     for name, s in rows.items():
         print(f"{name:12s} {s:7.2f} s/epoch  {s / rows['ERM']:6.2f}x ERM")
-
-
-def interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and the half-width of the 95% t-interval (None for one value)."""
-    t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, t95.get(len(values), 2.0) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def fmt(pair: tuple[float, float | None], sign: bool = False) -> str:
