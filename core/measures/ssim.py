@@ -142,7 +142,8 @@ def ssim_prepared(
         x = F.avg_pool2d(x, kernel_size=f)
     c = x.shape[1]
     g = _gaussian_1d(kernel_size, kernel_sigma, dtype=x.dtype, device=x.device)
-    mu_x, ex2 = _separable_blur(torch.cat([x, x * x], dim=1), g).split(c, dim=1)
+    bands = (_band(x.shape[-2], g), _band(x.shape[-1], g))  # built once per prepared image, not per call
+    mu_x, ex2 = _separable_blur(torch.cat([x, x * x], dim=1), bands).split(c, dim=1)
     mu_xx = mu_x * mu_x
     sigma_xx = ex2 - mu_xx
     c1, c2 = k1**2, k2**2
@@ -150,7 +151,7 @@ def ssim_prepared(
     def prepared(y: torch.Tensor) -> torch.Tensor:
         if pool:
             y = F.avg_pool2d(y, kernel_size=f)
-        mu_y, ey2, exy = _separable_blur(torch.cat([y, y * y, x * y], dim=1), g).split(c, dim=1)
+        mu_y, ey2, exy = _separable_blur(torch.cat([y, y * y, x * y], dim=1), bands).split(c, dim=1)
         mu_yy, mu_xy = mu_y * mu_y, mu_x * mu_y
         cs = (2 * (exy - mu_xy) + c2) / (sigma_xx + (ey2 - mu_yy) + c2)
         smap = (2 * mu_xy + c1) / (mu_xx + mu_yy + c1) * cs  # (N, C, H', W')
@@ -179,31 +180,23 @@ def _gaussian_1d(size: int, sigma: float, *, dtype: torch.dtype, device: torch.d
     return g / g.sum()  # the outer product of this with itself equals piq's normalised 2-D window
 
 
-def _separable_blur(maps: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def _separable_blur(maps: torch.Tensor, bands: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Valid Gaussian blur as piq's, (N, K, H, W) -> (N, K, H - k + 1, W - k + 1), as two matrix products.
 
-    Each 1-D pass is a product with a banded (size, size - k + 1) matrix holding ``g`` on its
-    diagonals: BLAS runs it 2-7x faster on a CPU than the depthwise (grouped) convolution it
-    replaces, forward and backward (``python -m bench.attack_speed``), and the result agrees to 1e-6.
+    ``bands`` are :func:`_band` of the height and of the width. Each 1-D pass is a product with a
+    banded matrix holding the Gaussian on its diagonals: BLAS runs it 2-7x faster on a CPU than the
+    depthwise (grouped) convolution it replaces, forward and backward (``python -m bench.ssim_speed``),
+    and the result agrees to 1e-6.
     """
-    h, w = maps.shape[-2:]
-    rows = maps @ _band(w, g)  # (N, K, H, W'): the pass along the width
-    return _band(h, g).transpose(0, 1) @ rows  # (N, K, H', W')
-
-
-_BANDS: dict[tuple, torch.Tensor] = {}
+    band_h, band_w = bands
+    rows = maps @ band_w  # (N, K, H, W'): the pass along the width
+    return band_h.transpose(0, 1) @ rows  # (N, K, H', W')
 
 
 def _band(size: int, g: torch.Tensor) -> torch.Tensor:
-    """The (size, size - k + 1) matrix whose column j holds ``g`` in rows j .. j + k - 1 (cached)."""
-    key = (size, tuple(g.tolist()), g.dtype, str(g.device))
-    band = _BANDS.get(key)
-    if band is None:
-        k, out = g.shape[0], size - g.shape[0] + 1
-        band = torch.zeros(size, out, dtype=g.dtype, device=g.device)
-        cols = torch.arange(out, device=g.device)
-        band[cols[:, None] + torch.arange(k, device=g.device)[None, :], cols[:, None]] = g
-        if len(_BANDS) > 64:  # a few image sizes in one process; never grow without bound
-            _BANDS.clear()
-        _BANDS[key] = band
+    """The (size, size - k + 1) matrix whose column j holds ``g`` in rows j .. j + k - 1."""
+    k, out = g.shape[0], size - g.shape[0] + 1
+    band = torch.zeros(size, out, dtype=g.dtype, device=g.device)
+    cols = torch.arange(out, device=g.device)
+    band[cols[:, None] + torch.arange(k, device=g.device)[None, :], cols[:, None]] = g
     return band
