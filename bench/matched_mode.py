@@ -10,7 +10,7 @@ images as PGD, found two ways, side by side in one run:
   budget (online dual, 50 steps) swept over six budgets, then up to four bisection runs of
   the budget (:func:`core.services.compare.match_success`, ``at_least``), trimmed to exactly PGD's
   count by keeping the cheapest fooled images (the rest clean);
-* **one pass**: :class:`core.services.compare.CheapestFlips` (50 steps) and :func:`core.services.compare.keep_cheapest`.
+* **one pass**: :class:`core.attacks.CheapestFlips` (50 steps) and :func:`core.services.compare.keep_cheapest`.
 
 Printed per radius: the DRO budget each needed (mean cost over the N images; lower is the
 stronger worst case), HaarPSI and padded SSIM of the fooled images, runs and wall time.
@@ -24,7 +24,8 @@ import time
 import torch
 
 from core.attacks import WDRO, PGDLinf
-from core.services.compare import CheapestFlips, correctly_classified, keep_cheapest, match_success
+from core.attacks import CheapestFlips
+from core.services.compare import correctly_classified, keep_cheapest, match_success
 from core.data import load_fashion_mnist
 from core.measures import DEFAULT_COST
 from core.models import load_model

@@ -24,6 +24,7 @@ GENEROUS = {
     "ddn": dict(steps=50),
     "alma-ssim": dict(steps=50),
     "perc-al": dict(steps=50),
+    "wdro-flips": dict(measure="ssim", steps=50),
 }
 MILD = {
     "fgsm": dict(eps=8 / 255),
@@ -33,6 +34,7 @@ MILD = {
     "ddn": dict(steps=20, max_cost=0.5),
     "alma-ssim": dict(steps=20, max_cost=0.01),
     "perc-al": dict(steps=20, max_cost=20.0),
+    "wdro-flips": dict(measure="ssim", steps=20, max_cost=0.01),
 }
 
 

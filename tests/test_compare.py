@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from core.attacks import WDRO, PGDLinf
-from core.services.compare import CheapestFlips, compare_ssim_linf, correctly_classified, keep_cheapest, match_success
+from core.attacks import CheapestFlips
+from core.services.compare import compare_ssim_linf, correctly_classified, keep_cheapest, match_success
 from core.data import load_fashion_mnist
 from core.measures import evaluate_measures
 from core.models import load_model

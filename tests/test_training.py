@@ -16,13 +16,12 @@ from core.training import (
     MODEL_FILE,
     TrainConfig,
     build_classifier,
-    dual_update,
-    group_mean,
     load_trained,
     lr_at,
     train_model,
-    update_group_weights,
 )
+from core.dro import group_mean, update_group_weights
+from core.dro import training_dual_step as dual_update
 
 N_TINY = 64  # images of the tiny training set: 2 steps of 32 per epoch
 

@@ -1,8 +1,10 @@
 """Attacks on one shared base: FGSM, PGD (L-inf, L2), the W-DRO perceptual attack, and the
-published minimal-perturbation baselines DDN (L2), ALMA (SSIM) and PerC-AL (CIEDE2000)."""
+published minimal-perturbation baselines DDN (L2), ALMA (SSIM) and PerC-AL (CIEDE2000), and W-DRO's
+cheapest flips (its ascent as a minimal attack under the same cost)."""
 
 from core.attacks.alma import ALMA
 from core.attacks.base import ATTACKS, Attack, AttackResult, Perturbation, get_attack, register_attack
+from core.attacks.cheapest_flips import CheapestFlips
 from core.attacks.ddn import DDN
 from core.attacks.perc import PerCAL
 from core.attacks.pgd import FGSM, PGD, PGDL2, PGDLinf
@@ -12,6 +14,7 @@ from core.attacks.wdro import WDRO
 __all__ = [
     "ALMA",
     "ATTACKS",
+    "CheapestFlips",
     "DDN",
     "FGSM",
     "PGD",

@@ -138,6 +138,9 @@ class ALMA(Attack):
         ICCV 2021. https://arxiv.org/abs/2011.11857
     """
 
+    label = "ALMA (minimal SSIM)"
+    minimal = True
+
     measure = "ssim"
 
     def __init__(

@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -128,6 +129,28 @@ class Attack:
 
     name: ClassVar[str] = ""
     measure: str = ""
+    # What a person's interface needs to know (the explorer, the CLI, AttackOptions):
+    label: ClassVar[str] = ""  # for people
+    minimal: ClassVar[bool] = False  # no budget: the smallest change that fools (an optional cap, max_cost)
+    takes_loss: ClassVar[bool] = False  # a choice of loss ("ce" or "margin")
+    takes_steps: ClassVar[bool] = True
+    takes_step_size: ClassVar[bool] = False
+    takes_measure: ClassVar[bool] = False  # its cost is a measure a person chooses (W-DRO's transport cost)
+
+    @classmethod
+    def default(cls, option: str) -> Any:
+        """The default of one of the constructor's keyword options (``None`` where it has none).
+
+        Example:
+            >>> get_attack("pgd-linf").default("eps"), get_attack("wdro").default("steps")
+            (0.03137254901960784, 100)
+        """
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            param = inspect.signature(init).parameters.get(option) if init is not None else None
+            if param is not None and param.default is not inspect.Parameter.empty:
+                return param.default
+        return None
 
     def __init__(self, model: nn.Module, *, loss: LossName = "ce", kappa: float = 0.0) -> None:
         if loss not in ("ce", "margin"):

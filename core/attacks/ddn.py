@@ -66,6 +66,9 @@ class DDN(Attack):
         https://arxiv.org/abs/1811.09600
     """
 
+    label = "DDN (minimal L2)"
+    minimal = True
+
     measure = "l2"
 
     def __init__(

@@ -3,12 +3,15 @@
 :class:`AttackOptions` holds what a person chooses (the attack's name and its options, each
 ``None`` for "the default") and :meth:`AttackOptions.build` turns it into an attack,
 refusing, with one line, an option that the attack does not take. The defaults are stated
-here once, and the CLI's help, the app's sliders and the README read them from here:
+here or on the attack classes (their constructor's defaults and what each declares it takes:
+:attr:`~core.attacks.base.Attack.minimal`, ``takes_loss``, ...), and the CLI's help, the app's
+widgets and the README read them from here:
 
 * W-DRO: cost :data:`~core.measures.DEFAULT_COST`, budget form with
   :data:`DEFAULT_BUDGET` = 0.02 unless a budget or ``gamma`` is given.
 * PGD-L-inf and FGSM: ``eps`` 8/255; PGD-L2: ``eps`` 1.0 (:data:`DEFAULT_EPS`).
-* DDN, ALMA-SSIM, PerC-AL: no budget; ``eps`` is an optional cap on their own distance.
+* DDN, ALMA-SSIM, PerC-AL, W-DRO's cheapest flips: no budget; ``eps`` is an optional cap on
+  their own distance.
 * Loss :data:`DEFAULT_LOSS` = ``"margin"`` (Carlini-Wagner margin capped at ``kappa``) for
   the attacks that take one: it spends budget only until the image is fooled, and on one
   confident image the cross-entropy saturates (its gradient underflows in float32).
@@ -25,15 +28,17 @@ from dataclasses import dataclass
 
 from torch import nn
 
+import core.attacks  # noqa: F401  (registers every attack before the tuples below read the registry)
 from core.attacks.base import ATTACKS, Attack, get_attack
 from core.measures import DEFAULT_COST
 
 DEFAULT_BUDGET = 0.02  # W-DRO's DRO budget delta when neither a budget nor gamma is given
-DEFAULT_EPS = {"pgd-linf": 8 / 255, "fgsm": 8 / 255, "pgd-l2": 1.0}
 DEFAULT_LOSS = "margin"
-MINIMAL = ("ddn", "alma-ssim", "perc-al")  # the smallest change that fools; eps -> their max_cost
-TAKES_LOSS = ("wdro", "pgd-linf", "pgd-l2", "fgsm")
-TAKES_STEP_SIZE = ("wdro", "pgd-linf", "pgd-l2")
+# Read from the attack classes (their constructors' defaults and what each declares):
+DEFAULT_EPS = {n: c.default("eps") for n, c in ATTACKS.items() if not c.minimal and c.default("eps") is not None}
+MINIMAL = tuple(n for n, c in ATTACKS.items() if c.minimal)  # the smallest change that fools; eps -> their max_cost
+TAKES_LOSS = tuple(n for n, c in ATTACKS.items() if c.takes_loss)
+TAKES_STEP_SIZE = tuple(n for n, c in ATTACKS.items() if c.takes_step_size)
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class AttackOptions:
 
     Attributes:
         attack: A registered attack name (:data:`~core.attacks.ATTACKS`).
-        measure: W-DRO's transport cost (a registered measure name).
+        measure: W-DRO's transport cost (a registered measure name), also of its cheapest flips.
         budget: W-DRO's DRO budget delta (budget form), in the cost's units.
         gamma: W-DRO's fixed multiplier (penalty form); not together with ``budget``.
         eps: Radius of the PGD / FGSM ball, or the optional cap of a minimal attack.
@@ -100,11 +105,13 @@ class AttackOptions:
                 kwargs = dict(max_cost=self.eps)
             else:
                 kwargs = dict(eps=self.effective_eps)
-        if self.attack in TAKES_LOSS:
+        if cls.takes_measure and not self.wdro:
+            kwargs["measure"] = self.measure
+        if cls.takes_loss:
             kwargs["loss"] = self.loss
-        if self.steps is not None and self.attack != "fgsm":
+        if self.steps is not None and cls.takes_steps:
             kwargs["steps"] = self.steps
-        if self.step_size is not None and self.attack in TAKES_STEP_SIZE:
+        if self.step_size is not None and cls.takes_step_size:
             kwargs["step_size"] = self.step_size
         return cls(model, **kwargs)
 

@@ -77,6 +77,9 @@ class PerCAL(Attack):
         with Perceptual Color Distance", CVPR 2020. https://arxiv.org/abs/1911.02466
     """
 
+    label = "PerC-AL (minimal CIEDE2000)"
+    minimal = True
+
     measure = "ciede2000"
 
     def __init__(

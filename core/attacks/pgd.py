@@ -29,6 +29,8 @@ class PGD(Attack):
         loss: ``"ce"`` or ``"margin"``.
     """
 
+    takes_loss = takes_step_size = True
+
     def __init__(
         self,
         model: nn.Module,
@@ -67,6 +69,8 @@ class PGDLinf(PGD):
         >>> result.success_rate, result.measures["ssim"].mean()
     """
 
+    label = "PGD-L-inf"
+
     def __init__(self, model: nn.Module, *, eps: float = 8 / 255, **kwargs) -> None:
         super().__init__(model, threat=LinfBall(eps), **kwargs)
 
@@ -75,6 +79,8 @@ class PGDLinf(PGD):
 class PGDL2(PGD):
     """PGD in the L2 ball of radius ``eps`` (default 1.0). Shape: (N, C, H, W) in [0, 1]."""
 
+    label = "PGD-L2"
+
     def __init__(self, model: nn.Module, *, eps: float = 1.0, **kwargs) -> None:
         super().__init__(model, threat=L2Ball(eps), **kwargs)
 
@@ -82,6 +88,9 @@ class PGDL2(PGD):
 @register_attack("fgsm")
 class FGSM(PGD):
     """Fast gradient sign method: one step of length ``eps`` from the clean image, no random start."""
+
+    label = "FGSM"
+    takes_steps = takes_step_size = False
 
     def __init__(self, model: nn.Module, *, eps: float = 8 / 255, loss: LossName = "ce") -> None:
         super().__init__(model, threat=LinfBall(eps), steps=1, step_size=eps, random_start=False, loss=loss)

@@ -11,19 +11,18 @@ budget ``delta``, strong duality gives
   equals the budget. ``dual="online"`` updates ``log gamma`` by the dual gradient
   ``mean cost - delta`` after every ascent step (one pass); ``dual="bisection"`` runs the
   whole penalty-form ascent for each ``gamma`` of a bisection on ``log gamma`` (the
-  reference, several passes). The online rule and the final line search onto the budget
-  are :mod:`core.attacks.dro_budget`'s, shared with W-DRO training (its parameters differ).
+  reference, several passes). The ascent, the online rule and the final line search onto
+  the budget are :mod:`core.dro`'s, shared with W-DRO training (its parameters differ).
 * ``budget_mode="distributional"`` holds the batch average of the cost to ``delta``: the
   worst case spends more on images that are cheap to flip, nothing on hopeless ones.
   ``"pointwise"`` holds every image to ``delta`` (one multiplier per image).
 
-The ascent uses Adam-normalised gradient steps with a cosine-decaying step size (signed
-steps move every pixel by the full step, and SSIM charges heavily for that noise on flat
-backgrounds; Adam's per-pixel normalisation damps pixels whose gradient keeps changing
-sign), starts from a small uniform perturbation (SSIM's gradient is ~0 at ``x' = x``, GMSD's is NaN there),
-and skips the update of any image whose loss, cost or gradient is not finite, keeping its
-last finite iterate. In the budget form the output is finally pulled back along the
-segment towards ``x`` if it overshoots the budget, so the budget holds.
+The ascent (:func:`core.dro.penalised_ascent`) uses Adam-normalised gradient steps with a
+cosine-decaying step size from a small uniform random start, and holds any image whose loss,
+cost or gradient is not finite at its last finite iterate. In the budget form the output is
+finally pulled back along the segment towards ``x`` if it overshoots the budget, so the budget
+holds. :class:`~core.attacks.CheapestFlips` is the same ascent with one multiplier per image
+that keeps each image's cheapest flip (a minimal attack).
 
 References:
     Hua, Xu, Blanchet, Nguyen, "Human Imperceptible Attacks and Applications to Improve
@@ -37,22 +36,19 @@ References:
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Literal
 
 import torch
 from torch import nn
 
 from core.attacks.base import Attack, LossName, Perturbation, register_attack
-from core.attacks.dro_budget import BudgetMode, check_budget_mode, dual_step, fit_budget
+from core.dro import BudgetMode, DualRule, budget_rule, check_budget_mode, fit_budget, penalised_ascent
 from core.measures import DEFAULT_COST, Measure, PreparedCost, get_measure
 from core.validation import check_positive, check_positive_int
 
-_BETAS = (0.9, 0.999)  # Adam's moment decay rates for the ascent direction
 DualMethod = Literal["online", "bisection"]
 
 ONE_FORM = "give exactly one of gamma (penalty form) or budget (budget form), got gamma={gamma!r}, budget={budget!r}"
-NONFINITE_WARNING = "{count} image(s) had NaN or infinite loss, cost or gradient at some step; their last finite iterate was kept"
 
 
 @register_attack("wdro")
@@ -93,6 +89,9 @@ class WDRO(Attack):
         >>> result.cost.mean()          # ~0.02: mean (1 - SSIM) spent
         >>> result.gamma[-1, 0]          # the multiplier gamma*
     """
+
+    label = "W-DRO (perceptual)"
+    takes_loss = takes_step_size = takes_measure = True
 
     def __init__(
         self,
@@ -146,15 +145,17 @@ class WDRO(Attack):
         n = x.shape[0]
         if self.gamma is not None:  # penalty form
             log_gamma = torch.full((n,), math.log(self.gamma), device=x.device, dtype=x.dtype)
-            return self._ascend(x, y, target, generator, cost_of, log_gamma, online=False)
+            return self._pass(x, y, target, generator, cost_of, log_gamma)
         assert self.budget is not None
         gamma0 = self.gamma_init if self.gamma_init is not None else 1.0 / self.budget
         log_gamma = torch.full((n,), math.log(gamma0), device=x.device, dtype=x.dtype)
         if self.dual == "online":
-            out = self._ascend(x, y, target, generator, cost_of, log_gamma, online=True)
+            rule = budget_rule(self.budget, self.budget_mode, lr=self.dual_lr, aim=self.dual_aim)
+            out = self._pass(x, y, target, generator, cost_of, log_gamma, dual=rule)
         else:
             out = self._bisection(x, y, target, generator, cost_of, log_gamma)
-        x_adv = self._fit_budget(x, out.x_adv, cost_of)
+        # The line search onto the budget, 30 rounds (training uses 12: see core.dro).
+        x_adv = fit_budget(x, out.x_adv, cost_of, self.budget, mode=self.budget_mode, rounds=30)
         return Perturbation(x_adv=x_adv, steps=out.steps, gamma=out.gamma, nonfinite_steps=out.nonfinite_steps)
 
     def _check(self, x: torch.Tensor) -> None:
@@ -164,51 +165,16 @@ class WDRO(Attack):
         with torch.no_grad():
             return self._measure.cost(x, x_adv)
 
-    def _ascend(self, x, y, target, generator, cost_of: PreparedCost, log_gamma: torch.Tensor, *, online: bool):
-        """One pass of Adam-normalised ascent on ``l - gamma * d``; ``online`` also updates ``log gamma``."""
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x_adv = self._clip(x, x + self.init_noise * (2 * noise - 1))
-        last_finite = x_adv
-        nonfinite = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
-        gammas = []
-        b1, b2 = _BETAS
-        m = torch.zeros_like(x)  # Adam's moments of the ascent direction, per pixel
-        v = torch.zeros_like(x)
-        for t in range(self.steps):
-            step = self.step_size * 0.5 * (1 + math.cos(math.pi * t / self.steps))
-            x_adv = x_adv.detach().requires_grad_(True)
-            loss = self.per_sample_loss(self.model(x_adv), y, target)  # (N,)
-            cost = cost_of(x_adv)  # (N,)
-            gamma = log_gamma.exp()
-            # Dividing by 1 + gamma leaves each maximiser unchanged and keeps the gradient's
-            # scale bounded while gamma moves over orders of magnitude (Adam remembers scales).
-            (grad,) = torch.autograd.grad(((loss - gamma * cost) / (1 + gamma)).sum(), x_adv)
-            with torch.no_grad():
-                x_adv = iterate = x_adv.detach()
-                finite = torch.isfinite(loss) & torch.isfinite(cost) & torch.isfinite(grad).flatten(1).all(1)
-                if not bool(finite.all()):  # rare: hold those images at their last finite iterate
-                    nonfinite += (~finite).long()
-                    keep = finite.view(-1, 1, 1, 1)
-                    last_finite = torch.where(keep, x_adv, last_finite)
-                    grad = torch.where(keep, grad, 0.0)
-                    m, v = torch.where(keep, m, m / b1), torch.where(keep, v, v / b2)  # undo the decay below
-                else:
-                    last_finite = x_adv
-                # Adam: m, v are the moment estimates; the bias corrections fold into the step.
-                m.mul_(b1).add_(grad, alpha=1 - b1)
-                v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-                corrected = step * math.sqrt(1 - b2 ** (t + 1)) / (1 - b1 ** (t + 1))
-                x_adv = self._clip(x, x_adv.addcdiv(m, v.sqrt().add_(1e-12), value=corrected))
-                if not bool(finite.all()):
-                    x_adv = torch.where(finite.view(-1, 1, 1, 1), x_adv, last_finite)
-                gammas.append(gamma)
-                self._step_done(t + 1, self.steps)
-                if online and t >= self.dual_warmup * self.steps:
-                    log_gamma = self._dual_step(log_gamma, cost, finite, loss=loss.detach(), x_adv=iterate)
-        x_adv = self._finite_or_fallback(x, x_adv, last_finite, cost_of)
-        if int((nonfinite > 0).sum()):
-            warnings.warn(NONFINITE_WARNING.format(count=int((nonfinite > 0).sum())), RuntimeWarning, stacklevel=4)
-        return Perturbation(x_adv=x_adv, steps=self.steps, gamma=torch.stack(gammas), nonfinite_steps=nonfinite)
+    def _pass(self, x, y, target, generator, cost_of: PreparedCost, log_gamma: torch.Tensor,
+              dual: DualRule | None = None) -> Perturbation:
+        """One pass of :func:`core.dro.penalised_ascent` with this attack's settings."""
+        out = penalised_ascent(
+            lambda x_adv: self.per_sample_loss(self.model(x_adv), y, target), cost_of, x, log_gamma,
+            steps=self.steps, step_size=self.step_size, init_noise=self.init_noise, generator=generator,
+            project=lambda x_adv: clip_to(x, x_adv, self.linf_cap), dual=dual,
+            dual_from=math.ceil(self.dual_warmup * self.steps), on_step=self._step_done,
+        )
+        return Perturbation(x_adv=out.x_adv, steps=self.steps, gamma=out.gamma, nonfinite_steps=out.nonfinite_steps)
 
     def _bisection(self, x, y, target, generator, cost_of: PreparedCost, log_gamma: torch.Tensor) -> Perturbation:
         """Reference for the budget form: bisection on ``log gamma``, a full ascent per round.
@@ -222,7 +188,7 @@ class WDRO(Attack):
         nonfinite = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
         for _ in range(self.bisection_rounds):
             mid = (lo + hi) / 2
-            run = self._ascend(x, y, target, generator, cost_of, mid, online=False)
+            run = self._pass(x, y, target, generator, cost_of, mid)
             trajectory.append(run.gamma)
             nonfinite += run.nonfinite_steps
             with torch.no_grad():
@@ -239,40 +205,9 @@ class WDRO(Attack):
             x_adv=best, steps=self.steps * self.bisection_rounds, gamma=torch.cat(trajectory), nonfinite_steps=nonfinite
         )
 
-    # -- pieces ------------------------------------------------------------------------------
 
-    def _dual_step(
-        self, log_gamma: torch.Tensor, cost: torch.Tensor, finite: torch.Tensor, *, loss: torch.Tensor, x_adv: torch.Tensor
-    ) -> torch.Tensor:
-        """The shared online step (:func:`~core.attacks.dro_budget.dual_step`), aimed at ``dual_aim * budget``.
-
-        ``cost`` and ``loss`` are those of the iterate ``x_adv`` the last step started from.
-        Clipped to [-1, 3]: one pass over the batch must find the budget, so the price may
-        rise fast. Images with a non-finite loss, cost or gradient keep their multiplier
-        (pointwise) or are left out of the batch's mean (distributional).
-        """
-        rule = dict(lr=self.dual_lr, aim=self.dual_aim, clip=(-1.0, 3.0))
-        if self.budget_mode == "pointwise":
-            return torch.where(finite, dual_step(log_gamma, cost, self.budget, **rule), log_gamma)
-        if not bool(finite.any()):
-            return log_gamma
-        return dual_step(log_gamma, cost[finite].mean(), self.budget, **rule)
-
-    def _fit_budget(self, x: torch.Tensor, x_adv: torch.Tensor, cost_of: PreparedCost) -> torch.Tensor:
-        """The shared line search (:func:`~core.attacks.dro_budget.fit_budget`), 30 rounds."""
-        return fit_budget(x, x_adv, cost_of, self.budget, mode=self.budget_mode, rounds=30)
-
-    def _clip(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        if self.linf_cap is not None:
-            x_adv = x + (x_adv - x).clamp(-self.linf_cap, self.linf_cap)
-        return x_adv.clamp(0.0, 1.0)
-
-    @torch.no_grad()
-    def _finite_or_fallback(self, x, x_adv, last_finite, cost_of: PreparedCost) -> torch.Tensor:
-        """The last update was never evaluated: if its cost is not finite, step back; else use ``x``."""
-        for candidate in (last_finite, x):
-            bad = ~torch.isfinite(cost_of(x_adv))
-            if not bool(bad.any()):
-                break
-            x_adv = torch.where(bad.view(-1, 1, 1, 1), candidate, x_adv)
-        return x_adv
+def clip_to(x: torch.Tensor, x_adv: torch.Tensor, linf_cap: float | None) -> torch.Tensor:
+    """``x_adv`` in the [0, 1] box and, with a cap, within ``linf_cap`` of ``x`` in L-inf."""
+    if linf_cap is not None:
+        x_adv = x + (x_adv - x).clamp(-linf_cap, linf_cap)
+    return x_adv.clamp(0.0, 1.0)

@@ -60,6 +60,7 @@ GROUP_DATASETS.add("fmnist-groups", GroupDatasetSpec(
     "Fashion-MNIST, 10 classes; 5% of the training images shown with inverted contrast (the minority group)",
     load_fmnist_groups,
     offline=True,
+    shape=(1, 28, 28),
 ))
 GROUP_DATASETS.add("fmnist-shortcut", GroupDatasetSpec(
     "fmnist-shortcut",
@@ -67,6 +68,7 @@ GROUP_DATASETS.add("fmnist-shortcut", GroupDatasetSpec(
     load_fmnist_shortcut,
     offline=True,
     mirror_safe=MIRROR_SAFE,
+    shape=(1, 28, 28),
 ))
 GROUP_DATASETS.add("celeba", GroupDatasetSpec(
     "celeba", "CelebA faces: Blond_Hair by Male (both selectable); needs the data on disk", load_celeba, offline=False,

@@ -138,6 +138,7 @@ class GroupDatasetSpec:
         offline: Whether it works with nothing but this repository (and its bundled data).
         mirror_safe: Whether a horizontal flip keeps an image's class and group (train with
             ``flip=False`` where it does not).
+        shape: (C, H, W) of its images at the loader's default options (which measures apply).
     """
 
     name: str
@@ -145,6 +146,7 @@ class GroupDatasetSpec:
     load: Callable[..., GroupDataset]
     offline: bool
     mirror_safe: bool = True
+    shape: tuple[int, int, int] = (3, 64, 64)
 
     def options(self) -> tuple[str, ...]:
         """The keyword options ``load`` takes besides ``root`` and ``seed``."""

@@ -34,6 +34,7 @@ from core.measures.base import (
     Measure,
     PreparedCost,
     available_measures,
+    transport_costs,
     evaluate_measures,
     get_measure,
     one_minus,
@@ -140,7 +141,7 @@ register_measure(Measure(
 register_measure(Measure(
     name="linf", label="L-inf", cost_fn=_pixel.linf, score_fn=_pixel.linf,
     higher_is_better=False, score_range=(0.0, 1.0), cost_formula="||x' - x||_inf", min_size=1,
-    reference="Madry et al., ICLR 2018",
+    reference="Madry et al., ICLR 2018", transport_cost=False,
 ))
 
 __all__ = [
@@ -152,6 +153,7 @@ __all__ = [
     "Measure",
     "PreparedCost",
     "available_measures",
+    "transport_costs",
     "evaluate_measures",
     "get_measure",
     "one_minus",

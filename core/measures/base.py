@@ -38,6 +38,8 @@ class Measure:
         reference: Paper the measure comes from.
         prepare_fn: Optional ``x -> (x_adv -> cost)`` that caches work on the clean image.
         note: What a user must know before choosing it (a blind spot, a caveat), or "".
+        transport_cost: Whether it can be W-DRO's transport cost (L-inf cannot: its gradient is
+            one pixel's, and a ball in it is PGD's job).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Measure:
     reference: str = ""
     prepare_fn: Callable[[torch.Tensor], PreparedCost] | None = None
     note: str = ""
+    transport_cost: bool = True
 
     def applies_to(self, shape: Iterable[int]) -> bool:
         """Whether images of ``shape`` (N, C, H, W) or (C, H, W) are valid for this measure."""
@@ -103,6 +106,11 @@ def available_measures(shape: Iterable[int]) -> list[str]:
     """Names of the measures valid for images of ``shape`` (N, C, H, W) or (C, H, W)."""
     shape = tuple(shape)
     return [name for name, m in MEASURES.items() if m.applies_to(shape)]
+
+
+def transport_costs(shape: Iterable[int]) -> list[str]:
+    """Names of the measures that can be W-DRO's transport cost for images of ``shape``."""
+    return [name for name in available_measures(shape) if MEASURES[name].transport_cost]
 
 
 @torch.no_grad()

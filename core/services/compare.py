@@ -8,7 +8,7 @@ perceptual cost.
 W-DRO is solved for every budget at once. Matched damage counts fooled images, and every
 fooled image counts the same: so the distributional worst case at budget ``delta`` spends
 the mean cost on the images cheapest to flip, cheapest first (a knapsack whose items all
-have the same value). One pass of :class:`CheapestFlips` finds each image's cheapest flip
+have the same value). One pass of :class:`~core.attacks.CheapestFlips` finds each image's cheapest flip
 under the cost; the worst case that fools ``k`` of ``N`` images keeps the ``k`` cheapest and
 leaves the others clean, at budget ``delta_k`` = (sum of those ``k`` costs) / N
 (:func:`keep_cheapest`). The pointwise budget at the same ``delta`` fools the images whose
@@ -33,9 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.attacks import WDRO, Attack, AttackResult, PGDLinf
-from core.attacks.base import Perturbation
-from core.attacks.minimal import BestAdversarial, is_adversarial
+from core.attacks import Attack, AttackResult, CheapestFlips, PGDLinf
 from core.measures import DEFAULT_COST, evaluate_measures
 from core.validation import check_images, check_labels
 
@@ -129,44 +127,6 @@ class Comparison:
     flips: AttackResult
     pgd_sweep: tuple[SweepPoint, ...]
     wdro_sweep: tuple[SweepPoint, ...]
-
-
-class CheapestFlips(WDRO):
-    """W-DRO's ascent with one multiplier per image, that keeps each image's cheapest flip.
-
-    The ascent is W-DRO's (Adam-normalised steps on ``l - gamma * d``, the margin loss by
-    which stops paying once an image is fooled). After every step each image's
-    ``log gamma`` rises by ``dual_lr`` if the image is fooled (a flip is priced higher, so
-    the iterate moves back towards the boundary) and falls by ``dual_lr`` if not; the fooled
-    iterate of lowest cost seen is kept, as minimal attacks keep theirs
-    (:class:`~core.attacks.minimal.BestAdversarial`). Images never fooled come back clean.
-
-    ``gamma`` is the starting multiplier. The defaults (start 1000, ``dual_lr`` 0.2, 50 steps)
-    were chosen on validation images (bundled test images 1500-1999, ``bench.matched_mode``).
-    Not registered: it is the solver of :func:`compare_ssim_linf`, not an attack of its own.
-    """
-
-    def __init__(self, model: nn.Module, *, measure: str = DEFAULT_COST, steps: int = 50, gamma: float = 1000.0,
-                 dual_lr: float = 0.2, **kwargs) -> None:
-        super().__init__(model, measure=measure, gamma=gamma, steps=steps, loss="margin", dual_lr=dual_lr,
-                         dual_warmup=0.0, **kwargs)
-        self._best: BestAdversarial | None = None
-
-    def _perturb(self, x, y, target, generator) -> Perturbation:
-        cost_of = self._measure.prepare(x)
-        self._best = best = BestAdversarial(x)
-        log_gamma = torch.full((x.shape[0],), math.log(self.gamma), device=x.device, dtype=x.dtype)
-        out = self._ascend(x, y, target, generator, cost_of, log_gamma, online=True)
-        with torch.no_grad():  # the last update was never scored
-            best.update(out.x_adv, cost_of(out.x_adv), is_adversarial(self.model(out.x_adv), y, target))
-        self._best = None
-        return Perturbation(x_adv=best.x_adv, steps=out.steps, gamma=out.gamma, nonfinite_steps=out.nonfinite_steps)
-
-    def _dual_step(self, log_gamma, cost, finite, *, loss, x_adv):
-        fooled = (loss >= self.kappa) & finite  # the margin loss reaches its cap exactly when fooled
-        assert self._best is not None
-        self._best.update(x_adv, cost, fooled)
-        return log_gamma + self.dual_lr * torch.where(fooled, 1.0, -1.0)
 
 
 def keep_cheapest(flips: AttackResult, k: int, *, clean: dict[str, torch.Tensor] | None = None) -> AttackResult:
@@ -287,7 +247,7 @@ def compare_ssim_linf(
         x: Clean images, (N, C, H, W), at least 11 px a side (SSIM's window).
         y: Labels, (N,).
         eps: PGD's radius (10 steps, random start, cross-entropy: Madry et al.).
-        steps: Ascent steps of the one W-DRO pass (:class:`CheapestFlips`).
+        steps: Ascent steps of the one W-DRO pass (:class:`~core.attacks.CheapestFlips`).
         pgd_eps: PGD radii of the frontier (``eps`` is added; ``()``: only ``eps``, and the page
             traces the rest afterwards with :func:`run_pgd`).
         measure: W-DRO's transport cost (default :data:`core.measures.DEFAULT_COST`).

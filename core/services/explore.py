@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.attacks import ATTACKS, AttackResult
+from core.attacks import ATTACKS, AttackResult, get_attack
 from core.attacks.options import MINIMAL, AttackOptions
 from core.measures import MEASURES, get_measure, ssim_map
 from core.models import ASSETS, ModelSpec
@@ -28,8 +28,7 @@ from core.models import ASSETS, ModelSpec
 GALLERY = ASSETS / "gallery"
 _FIRST = ("wdro", "pgd-linf", "pgd-l2", "fgsm")
 ATTACK_CHOICES = (*(a for a in _FIRST if a in ATTACKS), *sorted(a for a in ATTACKS if a not in _FIRST))  # every registered one
-ATTACK_LABELS = {"wdro": "W-DRO (perceptual)", "pgd-linf": "PGD-L-inf", "pgd-l2": "PGD-L2", "fgsm": "FGSM",
-                 "ddn": "DDN (minimal L2)", "alma-ssim": "ALMA (minimal SSIM)", "perc-al": "PerC-AL (minimal CIEDE2000)"}
+ATTACK_LABELS = {name: cls.label or name for name, cls in ATTACKS.items()}  # each attack class's own label
 _GALLERY_NAME = re.compile(r"^\d+_(?P<label>.+)$")
 
 
@@ -53,7 +52,8 @@ class AttackSettings(AttackOptions):
             return f"{name}, {cost} cost, {form}"
         eps = self.effective_eps
         if self.attack in MINIMAL:
-            return f"{name}, the smallest change that fools" + ("" if eps is None else f", at most {eps:.4g}")
+            cost = f", {get_measure(self.measure).label} cost" if get_attack(self.attack).takes_measure else ""
+            return f"{name}{cost}, the smallest change that fools" + ("" if eps is None else f", at most {eps:.4g}")
         return name if eps is None else f"{name}, eps = {eps:.4g}"
 
 

@@ -32,7 +32,7 @@ Fast W-DRO (``"wdro"``), per batch, with ``K = cfg.inner_steps`` (default 1):
    dual gradient of ``gamma * delta + E[sup l - gamma d]`` is ``delta - mean cost``, and
    the multiplicative step is scale-free in the measure. No bisection. The rule and the
    final line search onto the budget are the attack's own
-   (:mod:`core.attacks.dro_budget`), with training's parameters.
+   (:mod:`core.dro`, the one W-DRO solver module), with training's parameters.
 3. *Reused backward pass* (as in "free" adversarial training, Shafahi et al. 2019): the
    training step's backward pass gives the weight gradient *and* the input gradient at
    the training point; the latter is one more ascent step, stored for the next visit.
@@ -89,7 +89,7 @@ Example::
 
 from __future__ import annotations
 
-from core.training.blocks import build_classifier, dual_update, group_mean, lr_at, update_group_weights
+from core.training.blocks import build_classifier, lr_at
 from core.training.checkpoint import load_trained, save_trained
 from core.training.config import (
     CHECKPOINT,
@@ -100,6 +100,7 @@ from core.training.config import (
     TrainConfig,
     TrainProgress,
     TrainResult,
+    TRAIN_BUDGET,
 )
 from core.training.loop import train_model
 from core.training.methods import METHOD_CLASSES, Batch, Method, StepContext, StepStats
@@ -108,6 +109,7 @@ __all__ = [
     "CHECKPOINT",
     "INFO_FILE",
     "METHODS",
+    "TRAIN_BUDGET",
     "METHOD_CLASSES",
     "MODEL_FILE",
     "Batch",
@@ -119,11 +121,8 @@ __all__ = [
     "TrainProgress",
     "TrainResult",
     "build_classifier",
-    "dual_update",
-    "group_mean",
     "load_trained",
     "lr_at",
     "save_trained",
     "train_model",
-    "update_group_weights",
 ]

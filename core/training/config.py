@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from torch import nn
 
-from core.attacks.dro_budget import BUDGET_MODES
+from core.dro import BUDGET_MODES
 from core.measures import DEFAULT_COST, get_measure
 from core.validation import check_positive_int
 
@@ -26,6 +26,7 @@ NO_GROUPS = "group-dro needs group labels, but the training set has {n} group(s)
 MISMATCH = "checkpoint {path} was written by another run: its {key} is {theirs!r}, this run's is {ours!r}"
 NOT_TRAINED = "{path}: expected a training output folder (with {model} and {info}) or a checkpoint file"
 BAD_VALUE = "{name}: expected {expected}, got {value!r}"
+TRAIN_BUDGET = 0.03  # W-DRO training's DRO budget delta (mean 1 - padded SSIM), and the fairness attack's
 FIT_ROUNDS = 12  # bisection rounds of the line search onto the budget, per batch (the attack uses 30)
 
 
@@ -49,7 +50,7 @@ class TrainConfig:
     width: int = 16  # filters of the first convolution (SmallCNN for 28 px, SmallResNet otherwise)
     # --- W-DRO (both "wdro" and "wdro-naive")
     measure: str = DEFAULT_COST  # transport cost: any registered measure (default: SSIM of padded images)
-    budget: float | None = 0.03  # budget form: the DRO budget delta (set gamma=None); see budget_mode
+    budget: float | None = TRAIN_BUDGET  # budget form: the DRO budget delta (set gamma=None); see budget_mode
     gamma: float | None = None  # penalty form: fixed multiplier (set budget=None)
     # --- fast W-DRO
     inner_steps: int = 1  # ascent steps per visit before the training step (one more comes free)

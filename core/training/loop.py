@@ -19,6 +19,7 @@ from core.fairness import group_accuracy
 from core.fileio import check_writable
 from core.measures import get_measure
 from core.models import init_parameters, use_generator
+from core.dro import group_sums
 from core.training.blocks import build_classifier, lr_at
 from core.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_trained
 from core.training.config import NO_GROUPS, EpochStats, TrainConfig, TrainProgress, TrainResult
@@ -183,11 +184,13 @@ class _Tally:
         self.n += b
         g, k = batch.g.cpu(), len(self.loss_sum)
         losses = F.cross_entropy(stats.logits.float(), batch.y, reduction="none").double().cpu()
-        self.loss_sum += torch.zeros(k, dtype=torch.float64).index_add(0, g, losses)
-        self.group_n += torch.bincount(g, minlength=k).double()
+        sums, counts = group_sums(losses, g, k)
+        self.loss_sum += sums
+        self.group_n += counts
         if stats.cost is not None:
-            self.cost_sum += torch.zeros(k, dtype=torch.float64).index_add(0, g, stats.cost.double().cpu())
-            self.cost_n += torch.bincount(g, minlength=k).double()
+            sums, counts = group_sums(stats.cost.double().cpu(), g, k)
+            self.cost_sum += sums
+            self.cost_n += counts
 
     def row(self, dist: Dist, *, epoch: int, lr_end: float, val, report: dict, groups, spends_cost: bool,
             started: float) -> EpochStats:

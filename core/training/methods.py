@@ -24,9 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.attacks import WDRO, PGDLinf
-from core.attacks.dro_budget import fit_budget
+from core.dro import ascend, ascent_step, fit_budget, group_mean, training_dual_step, update_group_weights
 from core.measures import get_measure
-from core.training.blocks import dual_update, group_mean, update_group_weights
 from core.training.config import FIT_ROUNDS, TrainConfig
 from core.training.ddp import Dist
 
@@ -176,11 +175,9 @@ class GroupDRO(Method):
     def loss(self, logits, batch, ctx):
         losses = F.cross_entropy(logits, batch.y, reduction="none")
         g, n_groups = batch.g, self.q.shape[0]
-        sums = torch.zeros(n_groups, dtype=losses.dtype, device=losses.device).index_add(0, g, losses.detach())
-        counts = torch.bincount(g, minlength=n_groups).to(losses.dtype)
-        stats = ctx.dist.sum(torch.cat([sums, counts]).double().cpu())
-        group_loss = (stats[:n_groups] / stats[n_groups:].clamp_min(1)).float()
-        self.q = update_group_weights(self.q, group_loss, self.cfg.group_step)  # the whole batch's (all ranks') losses
+        # q follows the whole batch's (every rank's) group losses; the loss is this rank's group means
+        everyone, _ = group_mean(losses.detach().double().cpu(), g.cpu(), n_groups, reduce=ctx.dist.sum)
+        self.q = update_group_weights(self.q, everyone.float(), self.cfg.group_step)
         means, _ = group_mean(losses, g, n_groups)
         return (self.q.to(means.device) * means).sum(), {f"q{k}": float(v) for k, v in enumerate(self.q)}
 
@@ -329,7 +326,7 @@ class FastWDRO(Method):
         elif cfg.budget is not None:
             stats = ctx.dist.sum(torch.tensor([float(cost.sum()), float(len(cost))], dtype=torch.float64))
             mean_cost = float(stats[0] / stats[1])
-            self.log_gamma = dual_update(self.log_gamma, mean_cost, cfg.budget, cfg.dual_lr)
+            self.log_gamma = training_dual_step(self.log_gamma, mean_cost, cfg.budget, cfg.dual_lr)
             if cfg.fit_budget and mean_cost > cfg.budget:
                 x_adv = fit_budget(x, x_adv.detach(), self.cost_of, cfg.budget, rounds=FIT_ROUNDS)
                 with torch.no_grad():
@@ -378,21 +375,3 @@ METHOD_CLASSES: dict[str, type[Method]] = {m.name: m for m in (ERM, FastWDRO, Na
 def make_method(cfg: TrainConfig, x_all: torch.Tensor, n_groups: int) -> Method:
     """The method object of ``cfg.method``."""
     return METHOD_CLASSES[cfg.method](cfg, x_all, n_groups)
-
-
-def ascend(x: torch.Tensor, x_adv: torch.Tensor, grad: torch.Tensor, step: float) -> torch.Tensor:
-    """``x_adv + step * grad / rms(grad)`` (RMS over the whole batch), clamped to [0, 1]; non-finite rows stay."""
-    finite = torch.isfinite(grad).flatten(1).all(1).view(-1, 1, 1, 1)
-    grad = torch.where(finite, grad, 0.0)
-    rms = grad.pow(2).mean().sqrt().clamp_min(1e-12)
-    return (x_adv + step * grad / rms).clamp(0.0, 1.0)
-
-
-def ascent_step(step_size: float, fraction: float) -> float:
-    """The fast ascent's step at ``fraction`` of the run: cosine from ``step_size`` to a tenth of it.
-
-    A batch-normalised step keeps moving by ``step`` even at the inner optimum, so the
-    perturbations jitter by about ``step``; shrinking it as the weights settle lets the
-    warm-started ascent settle too.
-    """
-    return step_size * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0))))

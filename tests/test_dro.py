@@ -1,4 +1,4 @@
-"""The budget machinery shared by the W-DRO attack and W-DRO training (core.attacks.dro_budget)."""
+"""The W-DRO solver shared by the attack and training (core.dro)."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.attacks import WDRO
-from core.attacks.dro_budget import check_budget_mode, dual_step, fit_budget
+from core.dro import check_budget_mode, dual_step, fit_budget
 from core.measures import get_measure
 
 
