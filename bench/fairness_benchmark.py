@@ -48,20 +48,20 @@ from core.evaluation import predict, robust_fairness
 from core.fairness import fairness_report
 from core.fileio import atomic_write
 from core.measures import DEFAULT_COST, get_measure
-from core.training import TrainConfig, train_model
+from core.training import METHOD_CLASSES, TRAIN_BUDGET, TrainConfig, train_model
 from core.training.protocol import EPOCH_CANDIDATES, SELECTIONS, choose_epochs, train_selected
 
 METHODS: dict[str, dict] = {
     "ERM": dict(method="erm"),
-    "W-DRO": dict(method="wdro", budget=0.03),  # the default cost (SSIM of padded images)
-    "W-DRO + CVaR 0.2": dict(method="wdro", budget=0.03, cvar=0.2),  # this project's extension, not the paper's
+    "W-DRO": dict(method="wdro", budget=TRAIN_BUDGET),  # the default cost (SSIM of padded images)
+    "W-DRO + CVaR 0.2": dict(method="wdro", budget=TRAIN_BUDGET, cvar=0.2),  # this project's extension, not the paper's
     "W-DRO 0.01": dict(method="wdro", budget=0.01),  # a smaller budget, judged on validation (seed 0)
     "PGD-AT": dict(method="pgd-at", eps=0.1, pgd_steps=3),
     "Group DRO": dict(method="group-dro"),
 }
-LABELS_USED = {"Group DRO"}  # methods that read group labels in training
+LABELS_USED = {k for k, v in METHODS.items() if METHOD_CLASSES[v["method"]].reads_groups}  # read g in training
 SAVE = {"ERM": "erm", "W-DRO": "wdro", "Group DRO": "group-dro"}  # what --save-dir keeps: the demo's models
-ATTACK_BUDGET, ATTACK_STEPS, PGD_EPS, PGD_STEPS = 0.03, 50, 0.1, 10
+ATTACK_BUDGET, ATTACK_STEPS, PGD_EPS, PGD_STEPS = TRAIN_BUDGET, 50, 0.1, 10
 MECHANISM = {  # the worst case on a trained model under other costs and budgets: does any price the groups evenly?
     "ssim-padded 0.03 (the default)": dict(measure="ssim-padded", budget=0.03),
     "ssim-padded 0.01": dict(measure="ssim-padded", budget=0.01),
@@ -300,7 +300,7 @@ def run_speed(args) -> dict:
     test = load_group_dataset("fmnist-groups", "test", seed=seed)
     out = {}
     for method in ("wdro", "wdro-naive"):
-        cfg = TrainConfig(method=method, epochs=args.speed_epochs, seed=seed, budget=0.03,
+        cfg = TrainConfig(method=method, epochs=args.speed_epochs, seed=seed, budget=TRAIN_BUDGET,
                           naive_steps=args.naive_steps, naive_rounds=args.naive_rounds)
         result = train_model(None, train, cfg=cfg, device=args.device)
         per_epoch = [h.seconds for h in result.history]

@@ -17,7 +17,7 @@ from core.services.compare import (
     PGD_EPS, Comparison, SweepPoint, compare_ssim_linf, correctly_classified, frontier_points, paired_difference, run_pgd,
 )
 from core.services.explore import perturbation_image, suggested_factor
-from core.services.figures import (
+from pages.ui.figures import (
     CHART_EXPORT,
     cost_histogram,
     frontier_figure,
@@ -27,10 +27,9 @@ from core.services.figures import (
 )
 from core.measures import DEFAULT_COST, MEASURES
 from core.models import MODELS
-from pages.common import (
-    cached_model, device, display_image, has_test_set, keep, keep_choices, model_label, presentation_layout, show_error,
-    test_set,
-)
+from pages.ui.resources import cached_model, device, has_test_set, model_label, test_set
+from pages.ui.state import keep, keep_choices
+from pages.ui.widgets import display_image, presentation_layout, show_error
 
 RESULT = "compare.result"
 GRID = 8  # images in the gallery grid
@@ -290,7 +289,7 @@ def show_frontier(shown: dict) -> None:
 
 
 def main() -> None:
-    keep_choices()  # first, before any widget: see pages.common.keep
+    keep_choices()  # first, before any widget: see pages.ui.state.keep
     st.title("SSIM-shaped vs L-inf perturbations")
     st.caption(f"PGD-L-inf at a chosen radius, and {WDRO_NAME} at the DRO budget at which it fools the same "
                "fraction of images (matched damage). Both attack the same correctly classified test images.")

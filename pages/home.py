@@ -4,11 +4,12 @@ import streamlit as st
 
 from core.device import describe_device
 from core.models import MODELS
-from pages.common import device, keep_choices
+from pages.ui.resources import device
+from pages.ui.state import keep_choices
 
 
 def main() -> None:
-    keep_choices()  # first, before any widget: see pages.common.keep
+    keep_choices()  # first, before any widget: see pages.ui.state.keep
     st.title("Human-imperceptible attacks and fairness")
     st.markdown(
         "Adversarial attacks posed as **Wasserstein distributionally robust optimisation** whose "

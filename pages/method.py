@@ -3,11 +3,11 @@
 import streamlit as st
 
 from core.measures import MEASURES
-from pages.common import keep_choices
+from pages.ui.state import keep_choices
 
 
 def main() -> None:
-    keep_choices()  # first, before any widget: see pages.common.keep
+    keep_choices()  # first, before any widget: see pages.ui.state.keep
     st.title("Method")
     st.markdown(
         "An attacker may move the test distribution, at a price. The price of moving an image "

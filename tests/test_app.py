@@ -81,7 +81,7 @@ def test_explorer_runs_the_default_attack():
     # SSIM map, and clean and attacked at their natural size
 
     # the shared cached model is frozen and unchanged by the attack
-    from pages.common import cached_model
+    from pages.ui.resources import cached_model
 
     cached = cached_model("fmnist-cnn")
     fresh = load_model("fmnist-cnn")
@@ -354,7 +354,7 @@ def test_the_server_holds_an_upload_to_its_box_limit():
     """The widgets' max_upload_size is the browser's check; the page checks the size the server recorded."""
     from types import SimpleNamespace
 
-    from pages.common import MAX_IMAGE_MB, upload_bytes
+    from pages.ui.widgets import MAX_IMAGE_MB, upload_bytes
 
     read = []
     big = SimpleNamespace(name="huge.tif", size=MAX_IMAGE_MB * 2**20 + 1, getvalue=lambda: read.append(1) or b"x")

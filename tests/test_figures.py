@@ -1,4 +1,4 @@
-"""core.services.figures: the plotly figures and images of the pages."""
+"""pages.ui.figures: the plotly figures and images of the pages."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 def test_frontier_spreads_scores_that_crowd_near_one_on_a_log_axis():
     from core.services.compare import SweepPoint
-    from core.services.figures import frontier_figure
+    from pages.ui.figures import frontier_figure
 
     wdro = [SweepPoint("wdro", d, s, {"ssim-padded": q, "gmsd": g})
             for d, s, q, g in ((1e-3, 0.2, 0.999, 0.001), (1e-2, 0.9, 0.99, 0.01))]
@@ -20,7 +20,7 @@ def test_frontier_spreads_scores_that_crowd_near_one_on_a_log_axis():
 
 
 def test_heatmap_image_has_the_map_own_pixel_grid():
-    from core.services.figures import heatmap_image
+    from pages.ui.figures import heatmap_image
 
     values = torch.zeros(30, 28)
     values[3, 5] = 2.0  # clipped at vmax
@@ -35,7 +35,7 @@ def test_heatmap_image_has_the_map_own_pixel_grid():
 def test_a_figure_row_for_slides_as_png_and_pdf():
     from PIL import Image
 
-    from core.services.figures import CHART_EXPORT, image_row, png_and_pdf
+    from pages.ui.figures import CHART_EXPORT, image_row, png_and_pdf
 
     small = Image.new("L", (28, 28), 200)
     row = image_row([(small, "clean"), (small.convert("RGB"), "attacked")], side=448)

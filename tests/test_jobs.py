@@ -78,7 +78,7 @@ def test_job_slots_bound_concurrent_jobs_and_come_back_however_the_work_ends():
 
 
 def test_a_session_holder_cancels_its_job_when_released():
-    from pages.common import SessionJobs, _release_session_jobs
+    from pages.ui.resources import SessionJobs, _release_session_jobs
 
     started = threading.Event()
 

@@ -183,7 +183,7 @@ def _row(rendering, seed, method, worst, mean, distance_groups=("standard", "inv
 def test_report_pairs_seeds_and_the_verdict_reads_the_target(tmp_path, capsys):
     from bench.fairness_benchmark import main, slug
     from core.services.fairness_demo import map_coverage, map_verdict
-    from core.services.figures import AXIS_FLOOR, fairness_map
+    from pages.ui.figures import AXIS_FLOOR, fairness_map
 
     cases = {  # rendering: (ERM worst, W-DRO worst, ERM mean, W-DRO mean) per seed
         "inverted": ([0.70, 0.72, 0.74], [0.76, 0.77, 0.81], [0.80, 0.81, 0.82], [0.795, 0.80, 0.82]),

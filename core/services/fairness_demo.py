@@ -82,7 +82,7 @@ from core.data import GroupDataset, bundled_notice, load_group_dataset
 from core.evaluation import predict, robust_fairness
 from core.fairness import fairness_report
 from core.measures import DEFAULT_COST
-from core.training import INFO_FILE, MODEL_FILE, TrainConfig, TrainProgress, load_trained, train_model
+from core.training import INFO_FILE, MODEL_FILE, TRAIN_BUDGET, TrainConfig, TrainProgress, load_trained, train_model
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "assets" / "fairness"
 EVALUATION_FILE = "evaluation.json"
@@ -90,11 +90,11 @@ MAP_FILE = "map.json"
 EPOCHS = 18  # the fair protocol's epochs on the inverted rendering (bench.fairness_benchmark: ERM stops improving)
 DEMO_MODELS: dict[str, tuple[str, TrainConfig]] = {
     "erm": ("ERM", TrainConfig(method="erm", epochs=EPOCHS)),
-    "wdro": ("W-DRO", TrainConfig(method="wdro", budget=0.03, epochs=EPOCHS)),
+    "wdro": ("W-DRO", TrainConfig(method="wdro", budget=TRAIN_BUDGET, epochs=EPOCHS)),
     "group-dro": ("Group DRO", TrainConfig(method="group-dro", epochs=EPOCHS)),
 }
 TRAIN_NOW_ATTACKED = 500  # test images each attack runs on after a "train now" run (tests shrink it)
-ATTACKS = {"wdro": {"measure": DEFAULT_COST, "budget": 0.03, "steps": 100}, "pgd-linf": {"eps": 0.1, "steps": 10}}
+ATTACKS = {"wdro": {"measure": DEFAULT_COST, "budget": TRAIN_BUDGET, "steps": 100}, "pgd-linf": {"eps": 0.1, "steps": 10}}
 NO_DEMO = "no bundled fairness demo {name!r} under {folder}: regenerate it with `python -m bench.make_fairness_demo`"
 UNKNOWN = "unknown demo model {name!r}; expected one of: {known}"
 
