@@ -44,8 +44,7 @@ from core.attacks import WDRO, PGDLinf
 from core.data import load_group_dataset
 from core.data.fmnist_groups import RENDERINGS
 from core.device import default_device
-from core.evaluation import predict, robust_fairness
-from core.fairness import fairness_report
+from core.evaluation import evaluate_fairness
 from core.fileio import atomic_write
 from core.measures import DEFAULT_COST, get_measure
 from core.training import METHOD_CLASSES, TRAIN_BUDGET, TrainConfig, train_model
@@ -83,16 +82,17 @@ def rendering_distance(rendering: str, n: int = 500) -> float:
 
 def scores(model, test, bootstrap: int = 1000) -> dict:
     x, y, g = test.tensors(next(model.parameters()).device)
-    return fairness_report(predict(model, x).cpu(), y.cpu(), g.cpu(), test.groups, bootstrap=bootstrap).to_dict()
+    return evaluate_fairness(model, x, y, g.cpu(), test.groups, bootstrap=bootstrap).clean.to_dict()
 
 
 def robust(model, test, n: int, seed: int) -> dict:
+    """Both attacks on ``n`` test images drawn with ``seed``: ``{attack: RobustFairness.to_dict()}``."""
     x, y, g = test.tensors(next(model.parameters()).device)
     index = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
     attacks = {"wdro": WDRO(model, budget=ATTACK_BUDGET, steps=ATTACK_STEPS),
                "pgd-linf": PGDLinf(model, eps=PGD_EPS, steps=PGD_STEPS)}
-    return {name: robust_fairness(model, x[index], y[index], g[index].cpu(), attack, test.groups, seed=seed).to_dict()
-            for name, attack in attacks.items()}
+    return evaluate_fairness(model, x, y, g.cpu(), test.groups, attacks=attacks, attacked=index,
+                             seed=seed).to_dict()["under_attack"]
 
 
 def data_options(args, rendering: str) -> dict:

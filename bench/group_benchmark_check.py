@@ -20,8 +20,7 @@ import statistics
 import torch
 
 from core.data import load_group_dataset
-from core.evaluation import predict
-from core.fairness import fairness_report
+from core.evaluation import evaluate_fairness
 from core.training import TrainConfig, train_model
 
 
@@ -46,7 +45,7 @@ def main() -> None:
         for split in ("val", "test"):
             data = load_group_dataset("fmnist-groups", split, seed=seed, **options)
             xs, ys, gs = data.tensors()
-            report = fairness_report(predict(model, xs), ys, gs, data.groups, bootstrap=1000, seed=seed)
+            report = evaluate_fairness(model, xs, ys, gs, data.groups, bootstrap=1000, seed=seed).clean
             acc = {name: row["accuracy"] for name, row in report.by_group.items()}
             gaps[split].append(report.gap)
             print(

@@ -509,8 +509,7 @@ def _load_any_model(name: str, device: torch.device) -> torch.nn.Module:
 
 def _fairness(args: argparse.Namespace, device: torch.device) -> int:
     from core.data import load_group_dataset
-    from core.evaluation import predict, robust_fairness
-    from core.fairness import fairness_report
+    from core.evaluation import evaluate_fairness
 
     data = load_group_dataset(args.dataset, args.split, root=args.root, seed=args.seed,
                               **_data_options(args.data_option))
@@ -525,15 +524,13 @@ def _fairness(args: argparse.Namespace, device: torch.device) -> int:
     rows = []
     for name in args.model:
         model = _load_any_model(name, device)
+        attacks = {args.attack: _build_attack(args, model)} if args.attack is not None else None
+        result = evaluate_fairness(model, x, y, g.cpu(), data.groups, attacks=attacks, bootstrap=args.bootstrap,
+                                   seed=args.seed, batch_size=args.batch_size).to_dict()
         if args.attack is None:
-            pred = predict(model, x, batch_size=args.batch_size)
-            report = fairness_report(pred.cpu(), y.cpu(), g.cpu(), data.groups, bootstrap=args.bootstrap,
-                                     seed=args.seed).to_dict()
-            row = {"model": name, **_summary(report)}
+            row = {"model": name, **_summary(result["clean"])}
         else:
-            attack = _build_attack(args, model)
-            robust = robust_fairness(model, x, y, g.cpu(), attack, data.groups, batch_size=args.batch_size,
-                                     seed=args.seed, bootstrap=args.bootstrap).to_dict()
+            robust = result["under_attack"][args.attack]
             row = {"model": name, **_summary(robust["robust"]), "attack": robust["attack"],
                    "clean": _summary(robust["clean"]), "mean_cost": robust["mean_cost"]}
         rows.append(row)

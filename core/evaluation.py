@@ -5,6 +5,13 @@
   attack's perceptual cost.
 * :func:`robust_fairness` -> :class:`RobustFairness`: :func:`core.fairness.fairness_report`
   clean and under an attack, and the transport cost the attack spent on each group.
+* :func:`evaluate_fairness` -> :class:`FairnessEvaluation`: a model's group fairness clean and
+  under each of several attacks, the one evaluation the fairness demo, the CLI and the
+  benchmarks run.
+
+Robust accuracy has one definition here (:func:`robust_correct`): an example counts when the
+model classifies it correctly both clean and attacked (the adversary may always leave an
+example where it is), so robust accuracy never exceeds clean accuracy.
 
 :mod:`core.fairness` holds the metrics (pure functions of predictions); this module runs
 the model.
@@ -12,8 +19,8 @@ the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -33,6 +40,12 @@ from core.fairness import (
 from core.validation import check_images, check_labels, check_positive_int
 
 OTHER_MODEL = "attack: expected an attack built on `model`, but attack.model is another module"
+
+
+def robust_correct(pred_clean: torch.Tensor | np.ndarray, pred_adv: torch.Tensor | np.ndarray,
+                   y: torch.Tensor | np.ndarray):
+    """(N,) bool: classified correctly both clean and attacked (the one definition of robust accuracy)."""
+    return (pred_clean == y) & (pred_adv == y)
 
 
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
@@ -58,7 +71,7 @@ class Evaluation:
     Attributes:
         n: Images evaluated.
         clean_accuracy: Fraction classified correctly, in [0, 1].
-        robust_accuracy: Fraction still classified correctly after the attack (None without one).
+        robust_accuracy: Fraction classified correctly both clean and attacked (None without an attack).
         attack_success: Fraction of images whose prediction the attack changed away from the label.
         measures: Mean score of every applicable perceptual measure over the attacked images
             (empty without an attack).
@@ -110,7 +123,7 @@ def evaluate(
                 continue
             result = attack(xb, yb, seed=seed)
             correct += int((result.pred_clean == yb).sum())
-            robust += int((result.pred_adv == yb).sum())
+            robust += int(robust_correct(result.pred_clean, result.pred_adv, yb).sum())
             success += int(result.success.sum())
             for name, values in result.measures.items():
                 sums[name] = sums.get(name, 0.0) + float(values.sum())
@@ -164,6 +177,13 @@ class RobustFairness:
             "cost_share": dict(self.cost_share),
             "n": self.n,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RobustFairness:
+        """The inverse of :meth:`to_dict`."""
+        return cls(attack=str(data["attack"]), measure=str(data["measure"]),
+                   clean=FairnessReport.from_dict(data["clean"]), robust=FairnessReport.from_dict(data["robust"]),
+                   mean_cost=dict(data["mean_cost"]), cost_share=dict(data["cost_share"]), n=int(data["n"]))
 
     def to_rows(self) -> list[dict[str, float | int | str]]:
         """One plain dict per group: clean and robust accuracy, n, mean cost and cost share."""
@@ -256,7 +276,8 @@ def robust_fairness(
         cost[where] = result.cost.detach().to(torch.float64).cpu().numpy()
         if progress is not None:
             progress(min(start + batch_size, n), n)
-    # The worse of the two predictions: the attacked one where the clean one is right, else the clean one.
+    # The worse of the two predictions (the attacked one where the clean one is right, else the clean
+    # one): it is correct exactly where robust_correct is true.
     pred_robust = np.where(pred_clean == y_a, pred_adv, pred_clean)
     options = {"bootstrap": bootstrap, "seed": seed, "confidence": confidence}
     clean = fairness_report(pred_clean, y_a, g_a, names, **options)
@@ -273,3 +294,78 @@ def robust_fairness(
         cost_share={name: float(s / total) if total > 0 else 0.0 for name, s in zip(names, spent)},
         n=int(n),
     )
+
+
+@dataclass(frozen=True)
+class FairnessEvaluation:
+    """A model's group fairness: clean, and under each attack with the cost it spent per group.
+
+    Attributes:
+        clean: Report of the clean predictions.
+        clean_images: Examples the clean report is on.
+        under_attack: ``{attack key: RobustFairness}`` (empty: clean only, as for a cancelled run).
+    """
+
+    clean: FairnessReport
+    clean_images: int
+    under_attack: dict[str, RobustFairness] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict: ``{"clean", "clean_images", "under_attack": {key: RobustFairness.to_dict()}}``."""
+        return {"clean": self.clean.to_dict(), "clean_images": self.clean_images,
+                "under_attack": {key: value.to_dict() for key, value in self.under_attack.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FairnessEvaluation:
+        """The inverse of :meth:`to_dict` (extra keys, such as a model's config, are ignored)."""
+        return cls(clean=FairnessReport.from_dict(data["clean"]), clean_images=int(data["clean_images"]),
+                   under_attack={k: RobustFairness.from_dict(v) for k, v in (data.get("under_attack") or {}).items()})
+
+
+def evaluate_fairness(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    g: ArrayLike,
+    group_names: Sequence[str],
+    *,
+    attacks: Mapping[str, Attack] | None = None,
+    attacked: torch.Tensor | None = None,
+    clean: torch.Tensor | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    batch_size: int = 256,
+    progress: Callable[[float, str], None] | None = None,
+) -> FairnessEvaluation:
+    """Group fairness of ``model`` on ``(x, y, g)``: clean, and under each attack of ``attacks``.
+
+    Args:
+        model: Classifier on [0, 1] images; every attack must be built on it.
+        x, y, g: Images (N, C, H, W), labels (N,) and group labels (N,).
+        group_names: Name of each group, indexed by group label.
+        attacks: ``{key: attack}``; each runs through :func:`robust_fairness` (default: none).
+        attacked: Indices of the examples the attacks run on (default: all).
+        clean: Indices of the examples the clean report is on (default: all).
+        bootstrap: Resamples of the bootstrap intervals (0: none).
+        seed: Seed of the intervals, the attacks' batch order and their random starts.
+        batch_size: Images per attacked batch (a distributional budget holds per batch).
+        progress: Called as ``progress(fraction, text)`` before the clean pass and after every
+            attacked batch; it may raise (:class:`core.cancel.Cancelled`) to stop.
+    """
+    say = progress or (lambda fraction, text: None)
+    attacks = dict(attacks or {})
+    say(0.0, "clean accuracy")
+    xc, yc, gc = (x, y, torch.as_tensor(g)) if clean is None else (t[clean.to(t.device)] for t in (x, y, torch.as_tensor(g)))
+    report = fairness_report(predict(model, xc).cpu(), yc.cpu(), gc.cpu(), group_names,
+                             bootstrap=bootstrap, seed=seed)
+    if attacked is not None:
+        index = attacked.to(x.device)
+        x, y, g = x[index], y[index], torch.as_tensor(g)[attacked.cpu()]
+    under = {}
+    for i, (key, attack) in enumerate(attacks.items()):
+        def batch_done(done: int, total: int, i: int = i, key: str = key) -> None:
+            say((i + done / total) / len(attacks), f"under attack: {key}, {done} of {total} images")
+
+        under[key] = robust_fairness(model, x, y, torch.as_tensor(g).cpu(), attack, group_names, seed=seed,
+                                     bootstrap=bootstrap, batch_size=batch_size, progress=batch_done)
+    return FairnessEvaluation(clean=report, clean_images=len(yc), under_attack=under)

@@ -170,6 +170,11 @@ class BinaryFairness:
         """A JSON-ready dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> BinaryFairness:
+        """The inverse of :meth:`to_dict`."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
 
 def demographic_parity_difference(pred: ArrayLike, g: ArrayLike, *, num_groups: int | None = None) -> float:
     """Largest difference between groups of the selection rate ``P(pred = 1 | g)``.
@@ -389,6 +394,19 @@ class FairnessReport:
             "confidence": self.confidence,
             "bootstrap": self.bootstrap,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FairnessReport:
+        """The inverse of :meth:`to_dict` (a report read back from JSON)."""
+        binary = data.get("binary")
+        return cls(
+            mean_accuracy=float(data["mean_accuracy"]), worst_group_accuracy=float(data["worst_group_accuracy"]),
+            worst_group=str(data["worst_group"]), gap=float(data["gap"]),
+            by_group={name: dict(row) for name, row in data["by_group"].items()},
+            binary=BinaryFairness.from_dict(binary) if binary is not None else None,
+            ci={name: (float(lo), float(hi)) for name, (lo, hi) in (data.get("ci") or {}).items()},
+            confidence=float(data.get("confidence", 0.95)), bootstrap=int(data.get("bootstrap", 0)),
+        )
 
     def to_rows(self) -> list[dict[str, float | int | str]]:
         """One plain dict per group (for tables): group, accuracy, n."""

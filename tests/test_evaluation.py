@@ -169,3 +169,58 @@ def test_predict_is_batched_and_restores_the_mode(data):
         assert torch.equal(pred, model(x[:300]).argmax(1))  # the same as one big batch
     with pytest.raises(ValueError, match="batch_size"):
         predict(model, x[:4], batch_size=0)
+
+
+def test_evaluate_fairness_is_clean_plus_each_robust_fairness():
+    """The one fairness evaluation: its clean report is fairness_report's, each attack's entry robust_fairness's."""
+    from core.evaluation import FairnessEvaluation, evaluate_fairness
+    from core.fairness import fairness_report
+
+    model = _Tiny()
+    x, y, g = _attack_data()
+    attacks = {"pgd": PGDLinf(model, eps=0.03, steps=5), "weak": PGDLinf(model, eps=0.001, steps=2)}
+    seen = []
+    result = evaluate_fairness(model, x, y, g, ("far", "near"), attacks=attacks, bootstrap=50, seed=3, batch_size=16,
+                               progress=lambda fraction, text: seen.append(fraction))
+    assert seen[0] == 0.0 and seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    assert result.clean == fairness_report(pred, y, g, ("far", "near"), bootstrap=50, seed=3)
+    assert result.clean_images == 60 and list(result.under_attack) == ["pgd", "weak"]
+    expected = robust_fairness(model, x, y, g, attacks["pgd"], ("far", "near"), batch_size=16, seed=3, bootstrap=50)
+    assert result.under_attack["pgd"] == expected
+    assert result.under_attack["pgd"].robust.by_group["near"]["accuracy"] == 0.0
+    assert result.under_attack["weak"].robust.by_group["near"]["accuracy"] == 1.0
+    # JSON round trip: from_dict inverts to_dict, and an evaluation.json entry with extra keys reads back
+    data = json.loads(json.dumps(result.to_dict()))
+    assert FairnessEvaluation.from_dict(data) == result
+    assert FairnessEvaluation.from_dict({**data, "config": {}, "label": "x"}) == result
+    # subsets: the attacks on some examples, the clean report on others
+    part = evaluate_fairness(model, x, y, g, ("far", "near"), attacks={"pgd": attacks["pgd"]}, bootstrap=0,
+                             attacked=torch.arange(40, 60), clean=torch.arange(0, 50))
+    assert part.clean_images == 50 and part.under_attack["pgd"].n == 20
+
+
+def test_the_committed_demo_evaluation_reads_back_typed():
+    from core.evaluation import FairnessEvaluation
+    from core.services.fairness_demo import load_demo_evaluation
+
+    for entry in load_demo_evaluation()["models"].values():
+        typed = FairnessEvaluation.from_dict(entry)
+        assert set(typed.under_attack) == {"wdro", "pgd-linf"}
+        again = typed.to_dict()
+        assert again["clean"] == entry["clean"] and again["under_attack"] == entry["under_attack"]
+
+
+def test_robust_accuracy_has_one_definition():
+    """Correct both clean and attacked: an image the model gets wrong clean never counts, even if an attack 'fixes' it."""
+    from core.evaluation import robust_correct
+
+    y = torch.tensor([0, 1, 2, 3])
+    clean = torch.tensor([0, 1, 9, 9])
+    adv = torch.tensor([0, 7, 2, 9])
+    assert robust_correct(clean, adv, y).tolist() == [True, False, False, False]
+    model = _Tiny()
+    x, y, g = _attack_data()
+    wrong = (y + 1) % 2  # every clean prediction is now wrong: nothing is robustly correct
+    assert evaluate(model, x, wrong, attack=PGDLinf(model, eps=0.03, steps=5)).robust_accuracy == 0.0

@@ -40,19 +40,17 @@ seed 0, last epoch (no model selection). ERM and W-DRO never saw a group label.
                        "worst_group_accuracy", "worst_group", "gap", "by_group": {group: {"accuracy", "n"}}},
                        W-DRO only: "gamma", "cost_mean", "cost_by_group": {group: cost}}, ...],
           "transport_cost_by_group": {group: mean cost per example} | null,   # last epoch, W-DRO only
-          "clean": FairnessReport,      # on n_clean images
-          "under_attack": {"wdro": RobustFairness, "pgd-linf": RobustFairness}
+          **FairnessEvaluation          # "clean", "clean_images", "under_attack": {"wdro", "pgd-linf"}
         }
       }
     }
 
-where ``FairnessReport`` (:meth:`core.fairness.FairnessReport.to_dict`) is
-``{"mean_accuracy", "worst_group_accuracy", "worst_group", "gap", "by_group": {group:
-{"accuracy", "n"}}, "ci": {"mean_accuracy" | "worst_group_accuracy" | "gap": [lo, hi]},
-"confidence", "bootstrap", "binary"}`` (95% percentile bootstrap, 1,000 resamples within
-groups) and ``RobustFairness`` (:meth:`core.fairness.RobustFairness.to_dict`) is
-``{"attack", "measure", "clean": FairnessReport, "robust": FairnessReport, "mean_cost":
-{group: cost}, "cost_share": {group: share}, "n"}`` on the ``n_attacked`` subset.
+where ``FairnessEvaluation`` is :meth:`core.evaluation.FairnessEvaluation.to_dict` (read an entry
+back with :meth:`~core.evaluation.FairnessEvaluation.from_dict`): the clean
+:class:`core.fairness.FairnessReport` on ``n_clean`` images (95% percentile bootstrap, 1,000
+resamples within groups) and one :class:`core.evaluation.RobustFairness` per attack on the
+``n_attacked`` subset. The field lists are the classes' docstrings; a test reads the committed file
+back through them.
 
 Example::
 
@@ -79,8 +77,7 @@ from torch import nn
 from core.attacks import WDRO, PGDLinf
 from core.cancel import CANCELLED, Cancelled
 from core.data import GroupDataset, bundled_notice, load_group_dataset
-from core.evaluation import predict, robust_fairness
-from core.fairness import fairness_report
+from core.evaluation import evaluate_fairness
 from core.measures import DEFAULT_COST
 from core.training import INFO_FILE, MODEL_FILE, TRAIN_BUDGET, TrainConfig, TrainProgress, load_trained, train_model
 
@@ -278,37 +275,28 @@ def evaluate_model(
         should_stop: Polled after every attacked batch; when it returns True,
             :class:`core.cancel.Cancelled` is raised (a job then ends with no result).
     """
-    say = progress or (lambda fraction, text: None)
     device = next(model.parameters()).device
     x, y, g = test.tensors(device)
-    index = subset.to(device)
-    xs, ys, gs = x[index], y[index], g[index]
-    say(0.0, "clean accuracy")
-    xc, yc, gc = (x, y, g) if clean_subset is None else (t[clean_subset.to(device)] for t in (x, y, g))
-    pred = predict(model, xc)
-    clean = fairness_report(pred.cpu(), yc.cpu(), gc.cpu(), test.groups, bootstrap=bootstrap, seed=0)
+
+    def said(fraction: float, text: str) -> None:
+        if fraction > 0 and should_stop is not None and should_stop():
+            raise Cancelled(CANCELLED)
+        if progress is not None:
+            progress(fraction, text)
+
     attacks = {
         "wdro": WDRO(model, measure=ATTACKS["wdro"]["measure"], budget=ATTACKS["wdro"]["budget"],
                      steps=ATTACKS["wdro"]["steps"]),
         "pgd-linf": PGDLinf(model, eps=ATTACKS["pgd-linf"]["eps"], steps=ATTACKS["pgd-linf"]["steps"]),
     }
-    under = {}
-    for i, (key, attack) in enumerate(attacks.items() if attacked else ()):
-        def batch_done(done: int, total: int, i: int = i, key: str = key) -> None:
-            if should_stop is not None and should_stop():
-                raise Cancelled(CANCELLED)
-            say((i + done / total) / len(attacks), f"under attack: {key}, {done} of {total} images")
-
-        under[key] = robust_fairness(model, xs, ys, gs.cpu(), attack, test.groups, seed=0,
-                                     bootstrap=bootstrap, progress=batch_done).to_dict()
+    result = evaluate_fairness(model, x, y, g.cpu(), test.groups, attacks=attacks if attacked else None,
+                               attacked=subset, clean=clean_subset, bootstrap=bootstrap, seed=0, progress=said)
     history = info.get("history", [])
     return {
         "config": info.get("config"),
         "history": history,
         "transport_cost_by_group": history[-1].get("cost_by_group") if history else None,
-        "clean": clean.to_dict(),
-        "clean_images": len(yc),
-        "under_attack": under,
+        **result.to_dict(),
     }
 
 

@@ -68,10 +68,16 @@ def _use_navigation() -> None:
     1.67; ``PagesManager.uses_pages_directory`` is what ``st.navigation`` itself clears).
     Once per session at most: ``AppTest`` sets the flag again before every run, and a rerun
     there would swallow the click that started the run.
+
+    Why a private flag: Streamlit has no supported way to keep a ``pages/`` folder beside an
+    entry point that calls ``st.navigation`` (its documentation says to rename the folder), and
+    the design card fixes the folder's name. The alternatives are worse: a ``pages/`` without
+    the pages in it, or a ``[client] showSidebarNavigation`` setting that hides the navigation
+    itself. The flag is read with ``getattr`` so a Streamlit without it runs the page as is.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory and NAVIGATION_CHECKED not in st.session_state:
+    if getattr(PagesManager, "uses_pages_directory", False) and NAVIGATION_CHECKED not in st.session_state:
         st.session_state[NAVIGATION_CHECKED] = True
         PagesManager.uses_pages_directory = False
         st.rerun()
