@@ -25,24 +25,31 @@ from core.measures import DEFAULT_COST, get_measure
 from core.services.compare import cheapest_fooled, correctly_classified
 
 JUDGES = ("ssim", "ms_ssim_small", "haarpsi", "gmsd")  # structural, and optimised by neither attack
-BASE = dict(steps=100, gamma=1000.0, dual_lr=0.2, step_size=0.01)
+BASE: dict = {}  # the class's defaults (step 1e-3 x steps, dual_lr 10 / steps); steps: --steps unless a variant sets them
 VARIANTS = {
-    "defaults (gamma 1000, lr 0.2, step 0.01)": {},
-    "gamma 10": {"gamma": 10.0},
-    "gamma 100": {"gamma": 100.0},
-    "dual lr 0.1": {"dual_lr": 0.1},
-    "dual lr 0.05": {"dual_lr": 0.05},
-    "step 0.02": {"step_size": 0.02},
-    "step 0.05": {"step_size": 0.05},
-    "gamma 10, step 0.02": {"gamma": 10.0, "step_size": 0.02},
+    "defaults (step 1e-3 x steps, lr 10 / steps)": {},
+    "before (gamma 1000, lr 0.2, step 0.01)": {"dual_lr": 0.2, "step_size": 0.01},
+    "gamma 10": {"dual_lr": 0.2, "step_size": 0.01, **{"gamma": 10.0}},
+    "gamma 100": {"dual_lr": 0.2, "step_size": 0.01, **{"gamma": 100.0}},
+    "dual lr 0.1": {"dual_lr": 0.2, "step_size": 0.01, **{"dual_lr": 0.1}},
+    "dual lr 0.05": {"dual_lr": 0.2, "step_size": 0.01, **{"dual_lr": 0.05}},
+    "step 0.02": {"dual_lr": 0.2, "step_size": 0.01, **{"step_size": 0.02}},
+    "step 0.05": {"dual_lr": 0.2, "step_size": 0.01, **{"step_size": 0.05}},
+    "gamma 10, step 0.02": {"dual_lr": 0.2, "gamma": 10.0, "step_size": 0.02},
     "gamma 10, lr 0.1, step 0.02": {"gamma": 10.0, "dual_lr": 0.1, "step_size": 0.02},
-    "step 0.1": {"step_size": 0.1},
-    "step 0.2": {"step_size": 0.2},
-    "step 0.05, gamma 1e4": {"step_size": 0.05, "gamma": 1e4},
-    "step 0.1, gamma 1e4": {"step_size": 0.1, "gamma": 1e4},
+    "step 0.1": {"dual_lr": 0.2, "step_size": 0.01, **{"step_size": 0.1}},
+    "step 0.2": {"dual_lr": 0.2, "step_size": 0.01, **{"step_size": 0.2}},
+    "step 0.05, gamma 1e4": {"dual_lr": 0.2, "step_size": 0.05, "gamma": 1e4},
+    "step 0.1, gamma 1e4": {"dual_lr": 0.2, "step_size": 0.1, "gamma": 1e4},
     "step 0.05, lr 0.1": {"step_size": 0.05, "dual_lr": 0.1},
     "step 0.1, lr 0.1": {"step_size": 0.1, "dual_lr": 0.1},
     "step 0.05, lr 0.3": {"step_size": 0.05, "dual_lr": 0.3},
+    "50 steps, step 0.1": {"dual_lr": 0.2, "steps": 50, "step_size": 0.1},
+    "50 steps, step 0.1, lr 0.1": {"steps": 50, "step_size": 0.1, "dual_lr": 0.1},
+    "50 steps, step 0.2, lr 0.1": {"steps": 50, "step_size": 0.2, "dual_lr": 0.1},
+    "30 steps, step 0.1, lr 0.1": {"steps": 30, "step_size": 0.1, "dual_lr": 0.1},
+    "step 0.2, lr 0.1": {"step_size": 0.2, "dual_lr": 0.1},
+    "step 0.1, lr 0.05": {"step_size": 0.1, "dual_lr": 0.05},
 }
 
 
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         reference = {t: judged(alma, t) for t in args.targets}
         show("ALMA (same cost)", alma, alma_s, reference, args.targets)
         for label in args.variants or VARIANTS:
-            settings = {**BASE, **VARIANTS[label], "steps": args.steps}
+            settings = {**BASE, "steps": args.steps, **VARIANTS[label]}
             t0 = time.perf_counter()
             result = CheapestFlips(model, measure=DEFAULT_COST, **settings)(x, y)
             show(label, result, time.perf_counter() - t0, reference, args.targets)

@@ -50,6 +50,17 @@ class _Parser(argparse.ArgumentParser):
 COUNT_RANGE = "expected a whole number from {lo:,} to {hi:,}, got {value!r}"
 
 
+def _method_options() -> dict:
+    """``{Option: [names of the methods that read it]}`` over the registered training methods."""
+    from core.training import METHOD_CLASSES
+
+    out: dict = {}
+    for cls in METHOD_CLASSES.values():
+        for option in cls.options:
+            out.setdefault(option, []).append(cls.name)
+    return out
+
+
 def count(lo: int, hi: int):
     """An argparse type: a whole number in [lo, hi]. The upper bounds keep the largest accepted value within a
     24 GB machine and a day of CPU (e.g. ``--bootstrap`` 100,000 resamples, ``--width`` 256 filters, ``--steps``
@@ -119,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", required=True, choices=[n for n, s in MODELS.items() if s.weights])
     train.add_argument("--epochs", type=count(1, 1000), help="override the number of epochs")
 
-    fit = commands.add_parser("train", help="train on a group data set (erm, wdro, wdro-naive, pgd-at, group-dro, jtt)")
+    fit = commands.add_parser("train", help=f"train on a group data set ({', '.join(METHODS)})")
     fit.add_argument("--dataset", default="fmnist-groups",
                      help="group data set (fmnist-groups, fmnist-shortcut, celeba, csv)")
     fit.add_argument("--root", help="data root of the data set (celeba: folder holding celeba/; csv: the CSV file)")
@@ -138,26 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=count(1, 4096), default=TrainConfig.batch_size)
     fit.add_argument("--lr", type=float, default=TrainConfig.lr)
     fit.add_argument("--width", type=count(1, 256), default=TrainConfig.width, help="filters of the first convolution")
-    fit.add_argument("--inner-steps", type=count(1, 100), default=TrainConfig.inner_steps, help="wdro: ascent steps per visit")
-    fit.add_argument("--step-size", type=float, default=TrainConfig.step_size, help="wdro: ascent step (pixels)")
     fit.add_argument("--budget-mode", choices=("distributional", "pointwise"), default=TrainConfig.budget_mode,
                      help="wdro budget form: the batch's mean cost <= budget (distributional, default) or every "
                           "example's cost <= budget (pointwise), as WDRO(budget_mode=...)")
-    fit.add_argument("--clean-weight", type=float, default=TrainConfig.clean_weight,
-                     help="wdro: weight w of the clean loss in (1 - w) * worst-case + w * clean (default 0)")
-    fit.add_argument("--cvar", type=float, default=TrainConfig.cvar,
-                     help="wdro, this project's extension: train on the mean of the batch's highest CVAR fraction "
-                          "of worst-case losses (default 1: all of them)")
-    fit.add_argument("--naive-steps", type=count(1, 1000), default=TrainConfig.naive_steps, help="wdro-naive: steps per round")
-    fit.add_argument("--naive-rounds", type=count(1, 100), default=TrainConfig.naive_rounds,
-                     help="wdro-naive: bisection rounds on log gamma per batch")
-    fit.add_argument("--eps", type=float, default=TrainConfig.eps, help="pgd-at: L-inf radius")
-    fit.add_argument("--pgd-steps", type=count(1, 1000), default=TrainConfig.pgd_steps, help="pgd-at: PGD steps")
-    fit.add_argument("--group-step", type=float, default=TrainConfig.group_step, help="group-dro: step of q")
-    fit.add_argument("--jtt-epochs", type=count(1, 1000), default=TrainConfig.jtt_epochs,
-                     help="jtt: epochs of the ERM run whose errors are upweighted")
-    fit.add_argument("--jtt-upweight", type=float, default=TrainConfig.jtt_upweight,
-                     help="jtt: weight of the misclassified training images (lambda)")
+    for option, names in _method_options().items():  # each method's own fields, declared by the method
+        fit.add_argument("--" + option.field.replace("_", "-"), default=getattr(TrainConfig, option.field),
+                         type=float if option.low is None else count(option.low, option.high),
+                         help=f"{', '.join(names)}: {option.help}")
     fit.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     fit.add_argument("--half", action="store_true", help="store model.pt in float16 (half the size)")
     fit.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
@@ -406,10 +404,8 @@ def _train(args: argparse.Namespace, device_name: str | None) -> int:
         cfg = TrainConfig(
             method=args.method, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             flip=not args.no_flip and GROUP_DATASETS.lookup(args.dataset).mirror_safe, seed=args.seed, width=args.width, measure=args.measure, budget=budget,
-            gamma=args.gamma, inner_steps=args.inner_steps, step_size=args.step_size, naive_steps=args.naive_steps,
-            naive_rounds=args.naive_rounds, eps=args.eps, pgd_steps=args.pgd_steps, group_step=args.group_step,
-            budget_mode=args.budget_mode, clean_weight=args.clean_weight, cvar=args.cvar,
-            jtt_epochs=args.jtt_epochs, jtt_upweight=args.jtt_upweight,
+            gamma=args.gamma, budget_mode=args.budget_mode,
+            **{option.field: getattr(args, option.field) for option in _method_options()},
         )
         options = _data_options(args.data_option)
         train = load_group_dataset(args.dataset, "train", root=args.root, seed=args.seed, **options)

@@ -408,3 +408,20 @@ def test_every_method_is_registered_once_with_its_label_and_whether_it_reads_gro
     assert tuple(METHOD_CLASSES) == METHODS  # the config's names are the registry's, in its order
     assert all(cls.name == name and cls.label for name, cls in METHOD_CLASSES.items())
     assert {name for name, cls in METHOD_CLASSES.items() if cls.reads_groups} == {"group-dro"}
+
+
+def test_each_method_declares_its_options_and_the_cli_offers_them():
+    """The CLI's method options come from the methods: each is a TrainConfig field, and it reaches the config."""
+    import dataclasses
+
+    from core.cli import build_parser
+    from core.training import METHOD_CLASSES
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    declared = {o.field: name for name, cls in METHOD_CLASSES.items() for o in cls.options}
+    assert set(declared) <= fields and {"jtt_upweight", "inner_steps", "eps", "group_step"} <= set(declared)
+    args = build_parser().parse_args(["train", "--method", "jtt", "--jtt-upweight", "7", "--jtt-epochs", "2",
+                                      "--pgd-steps", "3", "--out", "x"])
+    assert (args.jtt_upweight, args.jtt_epochs, args.pgd_steps, args.inner_steps) == (7.0, 2, 3, TrainConfig.inner_steps)
+    with pytest.raises(SystemExit):  # a whole-number option keeps its bounds
+        build_parser().parse_args(["train", "--method", "jtt", "--jtt-epochs", "0", "--out", "x"])

@@ -31,6 +31,22 @@ from core.training.ddp import Dist
 
 
 @dataclass(frozen=True)
+class Option:
+    """A :class:`TrainConfig` field that a method reads, as the command line offers it (``--field-name``).
+
+    Attributes:
+        field: The field's name.
+        help: One line for people (the CLI prefixes the methods that read it).
+        low, high: Bounds of a whole-number option (``None``: a real number).
+    """
+
+    field: str
+    help: str
+    low: int | None = None
+    high: int | None = None
+
+
+@dataclass(frozen=True)
 class Batch:
     """One training batch.
 
@@ -89,6 +105,7 @@ class Method:
     label: ClassVar[str] = ""  # for people (the app's choices, reports)
     reads_groups: ClassVar[bool] = False  # whether training reads the group labels
     spends_cost: ClassVar[bool] = False  # whether the step reports a transport cost
+    options: ClassVar[tuple[Option, ...]] = ()  # the method's own TrainConfig fields (the CLI's options)
 
     def __init__(self, cfg: TrainConfig, x_all: torch.Tensor, n_groups: int) -> None:
         self.cfg = cfg
@@ -136,6 +153,7 @@ class ERM(Method):
 class PGDAT(Method):
     name = "pgd-at"
     label = "PGD adversarial training (L-inf)"
+    options = (Option("eps", "L-inf radius"), Option("pgd_steps", "PGD steps", 1, 1000))
 
     def inputs(self, batch, ctx):
         attack = PGDLinf(ctx.net, eps=self.cfg.eps, steps=self.cfg.pgd_steps)
@@ -149,6 +167,8 @@ class NaiveWDRO(Method):
     name = "wdro-naive"
     label = "W-DRO (perceptual cost, naive solver)"
     spends_cost = True
+    options = (Option("naive_steps", "steps per round", 1, 1000),
+               Option("naive_rounds", "bisection rounds on log gamma per batch", 1, 100))
 
     def inputs(self, batch, ctx):
         cfg = self.cfg
@@ -167,6 +187,7 @@ class GroupDRO(Method):
     name = "group-dro"
     label = "Group DRO (uses group labels)"
     reads_groups = True
+    options = (Option("group_step", "step of q"),)
 
     def __init__(self, cfg, x_all, n_groups):
         super().__init__(cfg, x_all, n_groups)
@@ -202,6 +223,8 @@ class JTT(Method):
 
     name = "jtt"
     label = "JTT (ERM's errors upweighted, no group labels)"
+    options = (Option("jtt_epochs", "epochs of the ERM run whose errors are upweighted", 1, 1000),
+               Option("jtt_upweight", "weight of the misclassified training images (lambda)"))
 
     def __init__(self, cfg, x_all, n_groups):
         super().__init__(cfg, x_all, n_groups)
@@ -244,6 +267,13 @@ class FastWDRO(Method):
     name = "wdro"
     label = "W-DRO (perceptual cost, fast)"
     spends_cost = True
+    options = (
+        Option("inner_steps", "ascent steps per visit", 1, 100),
+        Option("step_size", "ascent step (pixels)"),
+        Option("clean_weight", "weight w of the clean loss in (1 - w) * worst-case + w * clean (default 0)"),
+        Option("cvar", "this project's extension: train on the mean of the batch's highest CVAR fraction of "
+                       "worst-case losses (default 1: all of them)"),
+    )
 
     def __init__(self, cfg, x_all, n_groups):
         super().__init__(cfg, x_all, n_groups)
