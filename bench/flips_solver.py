@@ -10,12 +10,19 @@ matched-damage benchmark does), and the structural judges neither optimises are 
 over them. Prints, per model, variant and target, the judges, the number of judges on which
 the variant beats ALMA, and the wall time of one run. Nothing here is tuned on the images the
 benchmark reports.
+
+    python -m bench.flips_solver --part time [--model ...] [--n 150] [--steps 100] [--repeats 3]
+
+times the minimal perceptual attacks of the matched-damage benchmark side by side in one process
+(W-DRO's cheapest flips, ALMA with the same cost, DDN, PerC-AL; each at ``--steps`` on the same
+images), the median of ``--repeats`` interleaved runs, as ratios to the cheapest flips.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", type=float, nargs="+", default=[0.9, 0.99])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="run only these")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--part", choices=("solver", "time"), default="solver")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -90,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         for p in model.parameters():
             p.requires_grad_(False)
         x, y = correctly_classified(model, x_all[1500:2000], y_all[1500:2000], args.n)
+        if args.part == "time":
+            timing(name, model, x, y, args.steps, args.repeats)
+            continue
         print(f"\n{name}: {len(y)} validation images, cost {DEFAULT_COST}, {args.steps} steps; "
               f"judges {', '.join(JUDGES)} (mean over the kept flips)", flush=True)
         t0 = time.perf_counter()
@@ -102,6 +114,27 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             result = CheapestFlips(model, measure=DEFAULT_COST, **settings)(x, y)
             show(label, result, time.perf_counter() - t0, reference, args.targets)
+
+
+def timing(name: str, model, x, y, steps: int, repeats: int) -> None:
+    """Wall time of one run of each minimal perceptual attack, interleaved, median of ``repeats``."""
+    from core.attacks import DDN, PerCAL
+
+    attacks = {"wdro-flips": CheapestFlips(model, measure=DEFAULT_COST, steps=steps),
+               f"alma-{DEFAULT_COST}": ALMA(model, steps=steps, measure=DEFAULT_COST),
+               "ddn": DDN(model, steps=steps), "perc-al": PerCAL(model, steps=steps)}
+    times: dict[str, list[float]] = {k: [] for k in attacks}
+    for _ in range(repeats):
+        for key, attack in attacks.items():
+            t0 = time.perf_counter()
+            attack(x, y)
+            times[key].append(time.perf_counter() - t0)
+    base = statistics.median(times["wdro-flips"])
+    print(f"{name}: {len(y)} validation images, {steps} steps, {torch.get_num_threads()} thread(s), "
+          f"median of {repeats} interleaved runs", flush=True)
+    for key, values in times.items():
+        median = statistics.median(values)
+        print(f"  {key:<18} {median:7.2f} s   {median / base:5.2f}x the cheapest flips", flush=True)
 
 
 def show(label: str, result, wall: float, reference: dict, targets) -> None:

@@ -59,6 +59,8 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from core.progress import Counter
+
 BudgetMode = Literal["distributional", "pointwise"]
 BUDGET_MODES: tuple[str, ...] = ("distributional", "pointwise")
 BAD_MODE = "budget_mode: expected 'distributional' or 'pointwise', got {value!r}"
@@ -236,7 +238,7 @@ def penalised_ascent(
     project: Callable[[torch.Tensor], torch.Tensor],
     dual: DualRule | None = None,
     dual_from: int = 0,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Counter | None = None,
 ) -> Ascent:
     """One pass of Adam-normalised ascent on ``l(x') - gamma * c(x, x')``, per image.
 

@@ -19,7 +19,7 @@ the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -37,6 +37,7 @@ from core.fairness import (
     group_count,
     group_sizes,
 )
+from core.progress import Counter, Report, counting
 from core.validation import check_images, check_labels, check_positive_int
 
 OTHER_MODEL = "attack: expected an attack built on `model`, but attack.model is another module"
@@ -213,7 +214,7 @@ def robust_fairness(
     shuffle: bool = True,
     bootstrap: int = 1000,
     confidence: float = 0.95,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Counter | None = None,
 ) -> RobustFairness:
     """Group fairness of ``model`` clean and under ``attack``, with the cost spent per group.
 
@@ -335,7 +336,7 @@ def evaluate_fairness(
     bootstrap: int = 1000,
     seed: int = 0,
     batch_size: int = 256,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Report | None = None,
 ) -> FairnessEvaluation:
     """Group fairness of ``model`` on ``(x, y, g)``: clean, and under each attack of ``attacks``.
 
@@ -363,9 +364,7 @@ def evaluate_fairness(
         x, y, g = x[index], y[index], torch.as_tensor(g)[attacked.cpu()]
     under = {}
     for i, (key, attack) in enumerate(attacks.items()):
-        def batch_done(done: int, total: int, i: int = i, key: str = key) -> None:
-            say((i + done / total) / len(attacks), f"under attack: {key}, {done} of {total} images")
-
+        batches = counting(say, f"under attack: {key}, images", start=i / len(attacks), span=1 / len(attacks))
         under[key] = robust_fairness(model, x, y, torch.as_tensor(g).cpu(), attack, group_names, seed=seed,
-                                     bootstrap=bootstrap, batch_size=batch_size, progress=batch_done)
+                                     bootstrap=bootstrap, batch_size=batch_size, progress=batches)
     return FairnessEvaluation(clean=report, clean_images=len(yc), under_attack=under)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.compat import torchvision
-from core.data import FASHION_MNIST_CLASSES
+from core.data import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from core.registry import Registry
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -456,7 +456,7 @@ def use_generator(module: nn.Module, generator: torch.Generator) -> Iterator[nn.
 
 
 _FMNIST = dict(
-    labels=tuple(FASHION_MNIST_CLASSES), channels=1, input_size=28, mean=(0.2860,), std=(0.3530,)
+    labels=tuple(FASHION_MNIST_CLASSES), channels=1, input_size=28, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD
 )
 
 register_model(ModelSpec(

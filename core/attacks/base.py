@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import inspect
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.measures import evaluate_measures
+from core.progress import Counter
 from core.registry import Registry
 from core.validation import check_images, check_labels
 
@@ -158,7 +158,7 @@ class Attack:
         self.model = model
         self.loss = loss
         self.kappa = float(kappa)
-        self.on_step: Callable[[int, int], None] | None = None
+        self.on_step: Counter | None = None
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None, seed: int = 0

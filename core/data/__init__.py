@@ -41,6 +41,8 @@ from core.data.csv_groups import load_csv_groups
 from core.data.fashion_mnist import (
     BUNDLED_SIZE,
     FASHION_MNIST_CLASSES,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
     DataSource,
     FashionMNIST,
     default_data_root,
@@ -82,6 +84,8 @@ __all__ = [
     "BUNDLED_SIZE",
     "BUNDLED_SPLIT_SIZES",
     "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
     "CUES",
     "FMNIST_GROUPS",
     "GROUP_DATASETS",

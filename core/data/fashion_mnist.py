@@ -61,6 +61,7 @@ __all__ = [
     "write_idx",
 ]
 
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)  # per-channel, of the training images
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "T-shirt/top",
     "Trouser",

@@ -35,9 +35,9 @@ from torch import nn
 
 from core.attacks import Attack, AttackResult, CheapestFlips, PGDLinf
 from core.measures import DEFAULT_COST, evaluate_measures
+from core.progress import Report
 from core.validation import check_images, check_labels
 
-Progress = Callable[[float, str], None]
 MakeAttack = Callable[[float], Attack]
 
 PGD_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
@@ -176,7 +176,7 @@ def match_success(
     hi: float = 0.5,
     rounds: int = MATCH_ROUNDS,
     seed: int = 0,
-    progress: Progress | None = None,
+    progress: Report | None = None,
     at_least: bool = False,
     tolerance: float | None = None,
 ) -> Match:
@@ -238,7 +238,7 @@ def compare_ssim_linf(
     pgd_eps: Sequence[float] = PGD_EPS,
     measure: str = DEFAULT_COST,
     seed: int = 0,
-    progress: Progress | None = None,
+    progress: Report | None = None,
 ) -> Comparison:
     """PGD-L-inf at ``eps`` against W-DRO at the budget that fools the same number of images.
 
@@ -301,7 +301,7 @@ def compare_ssim_linf(
 
 def run_pgd(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, radii: Sequence[float], *, seed: int = 0,
-    progress: Progress | None = None,
+    progress: Report | None = None,
 ) -> list[tuple[float, AttackResult]]:
     """PGD-L-inf (10 steps) at each radius, in order: ``[(radius, result), ...]``."""
     runs = []

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from core.attacks import ATTACKS, AttackResult, get_attack
 from core.attacks.options import MINIMAL, AttackOptions
 from core.measures import MEASURES, get_measure, ssim_map
 from core.models import ASSETS, ModelSpec
+from core.progress import Counter
 
 GALLERY = ASSETS / "gallery"
 _FIRST = ("wdro", "pgd-linf", "pgd-l2", "fgsm")
@@ -157,7 +157,7 @@ def run_attack(
     *,
     labels: tuple[str, ...] | None = None,
     label: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Counter | None = None,
 ) -> Exploration:
     """Attack one image and collect what the explorer shows.
 

@@ -79,6 +79,7 @@ from core.cancel import CANCELLED, Cancelled
 from core.data import GroupDataset, bundled_notice, load_group_dataset
 from core.evaluation import evaluate_fairness
 from core.measures import DEFAULT_COST
+from core.progress import Report
 from core.training import INFO_FILE, MODEL_FILE, TRAIN_BUDGET, TrainConfig, TrainProgress, load_trained, train_model
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "assets" / "fairness"
@@ -255,7 +256,7 @@ def evaluate_model(
     subset: torch.Tensor,
     *,
     bootstrap: int = 1000,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Report | None = None,
     attacked: bool = True,
     clean_subset: torch.Tensor | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -316,7 +317,7 @@ def train_and_evaluate(
     n_attacked: int | None = None,
     bootstrap: int = 200,
     cancelled_sample: int | None = 2000,
-    report: Callable[[float, str], None] | None = None,
+    report: Report | None = None,
     should_stop: Callable[[], bool] | None = None,
     abandoned: Callable[[], bool] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]] | None:

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from core.cancel import Cancelled, cancellable
+from core.progress import Report
 from core.validation import check_positive_int
 
 T = TypeVar("T")
 BUSY = "{running} of {limit} background jobs are already running on this server; try again when one ends"
-Report = Callable[[float, str], None]
 ShouldStop = Callable[[], bool]
 
 

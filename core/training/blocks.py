@@ -6,6 +6,7 @@ import math
 
 from torch import nn
 
+from core.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from core.models import Normalized, SmallCNN, SmallResNet
 from core.training.config import TrainConfig
 
@@ -29,7 +30,7 @@ def build_classifier(cfg: TrainConfig, *, channels: int, n_classes: int, size: i
     else:
         net = SmallResNet(in_channels=channels, n_classes=n_classes, width=cfg.width)
     if channels == 1 and size == 28:
-        mean, std = (0.2860,), (0.3530,)
+        mean, std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
     else:
         mean, std = (0.5,) * channels, (0.5,) * channels
     return Normalized(net, mean, std)
