@@ -13,6 +13,13 @@ two runs side by side, 150 images at 100 steps take 10-15 minutes per fmnist-cnn
 per fmnist-resnet subset. On a GPU (``--device cuda``, the default when CUDA is present) the
 runs are bounded by Python overhead rather than arithmetic; ``--n 750`` (every correctly
 classified image of a subset) is the run to make there. No GPU time was available to measure it.
+
+    python -m bench.heldout --report [--out assets/benchmark/heldout]
+
+reads the runs back and prints the verdict: per model, subset and target, W-DRO's one-pass
+solver (``wdro-flips``) against every other attack on each structural judge it does not
+optimise (an attack that optimises the judge itself is left out of that judge's comparison),
+and the wall time of one run of each minimal perceptual attack.
 """
 
 from __future__ import annotations
@@ -25,6 +32,49 @@ from bench import matched_damage
 
 MODELS = ("fmnist-cnn", "fmnist-resnet")
 SUBSETS = ("a", "b")
+OURS = "wdro-flips"
+STRUCTURAL = ("ssim", "ms_ssim_small", "haarpsi", "gmsd")  # judges W-DRO's cost (padded SSIM) is not
+PERCEPTUAL = ("wdro-flips", "ddn", "alma-ssim", "alma-ssim-padded", "perc-al")  # the minimal attacks, timed
+
+
+def verdict(report: dict, target: float) -> tuple[dict[str, list[str]], dict[str, float]]:
+    """``({judge: [attacks at least as good as wdro-flips]}, {minimal attack: wall s})`` at one target."""
+    from core.measures import get_measure
+
+    rows = report["results"][str(target)]
+    ours = rows[OURS]["stats"]
+    losses = {}
+    for judge in STRUCTURAL:
+        better = get_measure(judge).higher_is_better
+        losses[judge] = [k for k, r in rows.items() if k != OURS and r["optimises"] != judge
+                         and (r["stats"][judge]["mean"] >= ours[judge]["mean"] if better
+                              else r["stats"][judge]["mean"] <= ours[judge]["mean"])]
+    return losses, {k: rows[k]["wall_s"] for k in PERCEPTUAL if k in rows}
+
+
+def print_report(out: str) -> None:
+    import json
+    from pathlib import Path
+
+    for model in MODELS:
+        for split in SUBSETS:
+            suffix = "" if model == "fmnist-cnn" else f"-{model}"
+            path = Path(out) / f"{model}-{split}" / f"results{suffix}.json"
+            if not path.is_file():
+                print(f"{model} {split}: no run ({path})")
+                continue
+            report = json.loads(path.read_text())
+            if OURS not in report["results"][str(report["targets"][0])]:
+                print(f"{model} {split}: a run from before the one-pass solver ({path})")
+                continue
+            for target in report["targets"]:
+                losses, walls = verdict(report, target)
+                lost = "; ".join(f"{j}: {', '.join(v)}" for j, v in losses.items() if v) or "none"
+                fastest = min(walls, key=walls.get)
+                times = ", ".join(f"{k} {v:.1f}" for k, v in walls.items())
+                print(f"{model} {split} {target:.0%} (n={report['n']}): best on every structural judge: "
+                      f"{'yes' if lost == 'none' else 'no'} (not beaten by: {lost}); fastest minimal attack: "
+                      f"{fastest} ({times} s)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,7 +86,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="assets/benchmark/heldout")
+    parser.add_argument("--report", action="store_true", help="print the verdict of the runs in --out")
     args = parser.parse_args(argv)
+    if args.report:
+        print_report(args.out)
+        return
     for model in args.model:
         for split in args.split:
             matched_damage.main([

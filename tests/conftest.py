@@ -14,6 +14,11 @@ from torch import nn
 from core.data import load_fashion_mnist
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: a test of several seconds (a real browser, processes, training runs, "
+                                       "subprocesses); `pytest -m 'not slow'` runs the fast ones alone")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """Run torch on one thread: on 2 shared cores, intra-op threads on these small tensors were

@@ -121,6 +121,7 @@ def test_explorer_pgd_linf_respects_eps_and_choices_survive_pages():
     assert _metrics(app)["Cost spent"] == shown["Cost spent"]
 
 
+@pytest.mark.slow
 def test_explorer_offers_every_registered_attack_with_its_own_options():
     from core.attacks import ATTACKS
 
@@ -197,6 +198,7 @@ def test_explorer_runs_an_imagenet_model_from_the_hub_cache(offline_hub):
     assert table.loc["L-inf (x255)", "score"] == pytest.approx(8, abs=0.3)
 
 
+@pytest.mark.slow
 def test_compare_page_matches_damage():
     app = _page("compare")
     assert any("Run the comparison" in i.value for i in app.info)
@@ -238,6 +240,7 @@ def test_method_page_has_the_formulation_and_references():
     assert list(app.dataframe[0].value["measure"])[0] == "SSIM"
 
 
+@pytest.mark.slow
 def test_fairness_page_shows_the_demo_and_trains_a_copy(monkeypatch):
     import core.services.fairness_demo
     from core.services.fairness_demo import load_demo_evaluation, load_fairness_map, map_verdict
@@ -307,6 +310,7 @@ def test_fairness_page_shows_the_demo_and_trains_a_copy(monkeypatch):
     assert all(torch.equal(before[k], after[k]) for k in before)  # the cached model was copied, not trained
 
 
+@pytest.mark.slow
 def test_fairness_page_cancel_and_missing_folder(tmp_path, monkeypatch):
     secret = tmp_path / "secret.txt"
     secret.write_text("server-secret-content\n")
@@ -367,6 +371,7 @@ def test_the_server_holds_an_upload_to_its_box_limit():
     assert upload_bytes(small, MAX_IMAGE_MB) == b"png"
 
 
+@pytest.mark.slow
 def test_fairness_page_trains_on_the_shortcut_data_set(monkeypatch):
     """Train a model now on fmnist-shortcut: no flips, W-DRO's five inner steps and the chosen budget, the cue
     chosen in the page; what a short run shows is said before it starts."""

@@ -17,6 +17,8 @@ import pytest
 
 from bench.browser import free_port, launch, start_server, stop_server, wait_healthy, wait_images
 
+pytestmark = pytest.mark.slow  # a real browser: skipped by `pytest -m "not slow"`
+
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 RENDER_TIMEOUT = 120_000  # milliseconds for a page or a result to render
 JOB_TIMEOUT = 300_000  # milliseconds for a background job to show its progress: a loaded machine once took over 120 s

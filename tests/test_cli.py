@@ -293,6 +293,7 @@ def test_cuda_device_without_cuda_is_one_line(capsys):
     assert stderr == "error: device 'cuda' was asked for, but CUDA is not available on this machine\n"
 
 
+@pytest.mark.slow
 def test_subprocess_attack_exit_code_zero(tmp_path):
     out = tmp_path / "adv.png"
     proc = subprocess.run(
@@ -313,6 +314,7 @@ def test_subprocess_attack_exit_code_zero(tmp_path):
     ],
     ids=["missing-file", "unknown-attack"],
 )
+@pytest.mark.slow
 def test_subprocess_errors_are_one_line(tmp_path, extra, expected_code, text):
     out = tmp_path / "out.png"
     proc = subprocess.run(
@@ -422,6 +424,7 @@ def _huge_header(path: Path) -> None:
     (_too_wide, "error: image is too elongated: 15000x500 (aspect ratio 30:1), the limit is 20:1"),
     (_huge_header, "error: image is too large (refused as a possible decompression bomb)"),
 ], ids=["1800000x1", "15000x500", "50000x50000-header"])
+@pytest.mark.slow
 def test_hostile_images_are_refused_within_a_memory_bound(tmp_path, reference_rss_mb, make, text):
     image = tmp_path / "w.png"
     make(image)
@@ -431,6 +434,7 @@ def test_hostile_images_are_refused_within_a_memory_bound(tmp_path, reference_rs
     assert rss < reference_rss_mb + EXTRA_RSS_MB, (rss, reference_rss_mb)
 
 
+@pytest.mark.slow
 def test_a_weights_zip_bomb_is_refused_without_inflating(tmp_path, reference_rss_mb):
     bomb = tmp_path / "bomb.pt"
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -529,6 +533,7 @@ def test_every_count_is_bounded_with_one_line(capsys, tmp_path, argv, text):
     assert not (tmp_path / "run").exists()  # nothing left behind
 
 
+@pytest.mark.slow
 def test_the_command_the_bundled_notice_prints_imports(capsys, monkeypatch, tmp_path):
     """The notice's command runs as printed up to the download itself (which needs a network): its import works."""
     import re as _re

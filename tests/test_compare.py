@@ -87,6 +87,7 @@ def test_compare_matches_damage_and_wdro_wins_on_its_cost(bundled, batch):
     assert {p.param for p in cmp.pgd_sweep} >= {4 / 255} and cmp.budget in budgets
 
 
+@pytest.mark.slow
 def test_one_pass_worst_case_is_no_costlier_than_the_budget_search(bundled, batch):
     """The one pass against bisecting the distributional budget over W-DRO runs, at PGD's damage (bench.matched_mode)."""
     model, _ = bundled

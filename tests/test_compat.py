@@ -66,12 +66,14 @@ def test_nms_without_native_ops_raises():
     assert "C++ ops" in str(info.value)
 
 
+@pytest.mark.slow
 def test_fresh_interpreter_imports_core_then_torchvision_and_piq():
     proc = _python("import core; import torchvision; import piq; print('ok')")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ok\n"
 
 
+@pytest.mark.slow
 def test_without_core_torchvision_fails_here():
     """The control of the test above: the fix is needed where the extension does not load."""
     if has_native_ops():

@@ -35,6 +35,7 @@ def test_clean_accuracy_matches_a_direct_count(data):
     assert report.robust_accuracy is None and report.measures is None
 
 
+@pytest.mark.slow
 def test_robust_accuracy_under_attack(data):
     x, y = data
     model = load_model("fmnist-cnn")

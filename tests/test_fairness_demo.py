@@ -20,6 +20,7 @@ def demo(tmp_path_factory):
     return folder, evaluation
 
 
+@pytest.mark.slow
 def test_make_demo_writes_the_documented_schema(demo):
     folder, evaluation = demo
     assert evaluation == load_demo_evaluation(folder)

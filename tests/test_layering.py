@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import ast
 import os
 import re
@@ -68,6 +70,7 @@ def test_no_module_under_core_imports_streamlit():
     assert offenders == {}
 
 
+@pytest.mark.slow
 def test_importing_cli_and_attacks_does_not_load_streamlit():
     env = {k: v for k, v in os.environ.items() if k != "PYTHONSAFEPATH"}
     env["OMP_NUM_THREADS"] = "1"

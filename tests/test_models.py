@@ -77,6 +77,7 @@ BUNDLED = [name for name, spec in MODELS.items() if spec.weights]
 
 
 @pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.slow
 def test_bundled_model_accuracy_matches_card(name):
     card = json.loads((MODEL_DIR / f"{name}.json").read_text())
     model = load_model(name)

@@ -68,6 +68,7 @@ def small_split():
     return train, val
 
 
+@pytest.mark.slow
 def test_train_selected_keeps_the_epochs_each_rule_picks_and_trains_as_train_model(small_split):
     train, val = small_split
     cfg = TrainConfig(epochs=4, batch_size=64, width=4)
@@ -89,6 +90,7 @@ def test_train_selected_keeps_the_epochs_each_rule_picks_and_trains_as_train_mod
     assert run.model("last") is not run.result.model
 
 
+@pytest.mark.slow
 def test_choose_epochs_stops_when_a_longer_run_adds_too_little(small_split):
     train, val = small_split
     cfg = TrainConfig(batch_size=64, width=4)
@@ -144,6 +146,7 @@ def test_cvar_one_is_plain_wdro_and_cvar_trains_on_the_highest_losses(small_spli
         TrainConfig(method="erm", cvar=0.5)
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs_the_protocol_on_a_celeba_folder(tmp_path, monkeypatch, capsys):
     from bench import fairness_benchmark
 

@@ -19,6 +19,7 @@ def frozen():
     return model
 
 
+@pytest.mark.slow
 def test_fine_tunes_a_copy_and_evaluates_it(frozen):
     before = {k: v.clone() for k, v in frozen.state_dict().items()}
     seen = []

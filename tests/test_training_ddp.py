@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.distributed as td
 import torch.multiprocessing as mp
 
 from core.data import GroupDataset, load_group_dataset
 from core.training import TrainConfig, train_model
+
+pytestmark = pytest.mark.slow  # real processes: skipped by `pytest -m "not slow"`
 
 
 def _worker(rank: int, world: int, init_file: str, out: str, method: str) -> None:

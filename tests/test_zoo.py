@@ -23,6 +23,7 @@ def small():
     return train, test
 
 
+@pytest.mark.slow
 def test_train_bundled_is_erm_of_the_training_package_and_writes_weights_and_card(small, tmp_path):
     train, test = small
     cfg = replace(CONFIGS["fmnist-cnn"], epochs=1, batch_size=100)
