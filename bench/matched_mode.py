@@ -23,8 +23,7 @@ import time
 
 import torch
 
-from core.attacks import WDRO, PGDLinf
-from core.attacks import CheapestFlips
+from core.attacks import WDRO, CheapestFlips, PGDLinf
 from core.services.compare import correctly_classified, keep_cheapest, match_success
 from core.data import load_fashion_mnist
 from core.measures import DEFAULT_COST

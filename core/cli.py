@@ -130,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", required=True, choices=[n for n, s in MODELS.items() if s.weights])
     train.add_argument("--epochs", type=count(1, 1000), help="override the number of epochs")
 
+    _add_train_command(commands)
+    _add_fairness_command(commands)
+    return parser
+
+
+def _add_train_command(commands) -> None:
+    """``train``: every option of :class:`TrainConfig`, the methods' own from their declarations."""
     fit = commands.add_parser("train", help=f"train on a group data set ({', '.join(METHODS)})")
     fit.add_argument("--dataset", default="fmnist-groups",
                      help="group data set (fmnist-groups, fmnist-shortcut, celeba, csv)")
@@ -164,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--force", action="store_true", help="replace the run in --out")
     fit.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
+
+def _add_fairness_command(commands) -> None:
     fair = commands.add_parser("fairness", help="per-group accuracy, worst group and gap of models")
     fair.add_argument("--dataset", default="fmnist-groups")
     fair.add_argument("--root", help="data root of the data set")
@@ -177,21 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     fair.add_argument("--bootstrap", type=count(0, 100_000), default=1000, help="bootstrap resamples for the CIs (0: none)")
     fair.add_argument("--batch-size", type=count(1, 4096), default=250)
     fair.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
-    return parser
 
 
 def _add_attack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", dest="measure", choices=list(MEASURES), action=_Deprecated, help=argparse.SUPPRESS,
                         default=argparse.SUPPRESS)
     parser.add_argument("--measure", default=DEFAULT_COST, choices=list(MEASURES),
-                        help=f"transport cost of wdro (default {DEFAULT_COST})")
+                        help=f"transport cost of wdro and wdro-flips (default {DEFAULT_COST})")
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--budget", type=float, help=f"wdro: DRO budget delta (default {DEFAULT_BUDGET})")
     form.add_argument("--gamma", type=float, help="wdro: fixed multiplier (penalty form)")
     form.add_argument("--eps", type=float, help="pgd-linf, pgd-l2, fgsm: radius of the ball; "
-                      "ddn, alma-ssim, perc-al: optional cap on their distance (L2, 1 - SSIM, CIEDE2000)")
+                      "ddn, alma-ssim, perc-al, wdro-flips: optional cap on their distance (L2, 1 - SSIM, CIEDE2000, the cost)")
     parser.add_argument("--linf-cap", type=float, help="wdro: cap on the L-inf norm of the perturbation")
-    parser.add_argument("--steps", type=count(1, 10_000), help="ascent steps (default: 100 for wdro, 10 for pgd)")
+    parser.add_argument("--steps", type=count(1, 10_000), help="ascent steps (default: the attack's own; 100 for wdro, "
+                                                                "50 for wdro-flips, 10 for pgd)")
     parser.add_argument("--loss", choices=("margin", "ce"), default=DEFAULT_LOSS,
                         help=f"wdro, pgd, fgsm: margin (capped Carlini-Wagner) or cross-entropy (default {DEFAULT_LOSS})")
     parser.add_argument("--seed", type=count(0, 2**31 - 1), default=0)

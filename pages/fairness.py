@@ -110,9 +110,11 @@ def shortcut_section(summary: dict) -> None:
                    "shortcut removed, the ceiling.")
     if any(entry.get("map", {}).get("W-DRO") for entry in summary["cues"].values()):
         st.plotly_chart(shortcut_map(summary), width="stretch", config=CHART_EXPORT, theme=None, key="fair.shortcut_map")
+        seeds = (shortcut_verdict(summary, cue) or {}).get("seeds")
         st.caption("How big the ball must be: each method's worst group minus ERM's against the size of its ball "
                    "over what switching the cue costs in the ball's own measure (right of the dashed line, the "
-                   "ball holds the switch). Seed 0 throughout; the bars above have three seeds.")
+                   "ball holds the switch). Seed 0 throughout" + (f"; the bars above have {seeds} seeds." if seeds
+                                                                  else "."))
 
 
 def shortcut_presentation(summary: dict) -> None:

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from core.attacks import WDRO, PGDLinf
-from core.attacks import CheapestFlips
+from core.attacks import WDRO, CheapestFlips, PGDLinf
 from core.services.compare import compare_ssim_linf, correctly_classified, keep_cheapest, match_success
 from core.data import load_fashion_mnist
 from core.measures import evaluate_measures

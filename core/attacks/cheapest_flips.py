@@ -30,8 +30,9 @@ from core.measures import DEFAULT_COST, Measure, get_measure
 from core.validation import check_positive, check_positive_int
 
 
-DUAL_TRAVEL = 10.0  # the default dual_lr is DUAL_TRAVEL / steps
-STEP_PER_STEP = 1e-3  # the default step_size is STEP_PER_STEP * steps, at most 0.1
+# For matched damage at high success rates (90 % and 99 % of the images fooled, the benchmark's
+# targets) at 100 steps: a longer first step and a slower multiplier (bench.flips_solver).
+HIGH_SUCCESS = {"step_size": 0.1, "dual_lr": 0.1}
 
 
 @register_attack("wdro-flips")
@@ -42,13 +43,15 @@ class CheapestFlips(Attack):
     cost; images never fooled come back clean (``success`` False). The matched-damage
     benchmark and the compare page solve W-DRO at every budget from one such pass.
 
-    The defaults (start ``gamma`` 1000, ``dual_lr`` 0.1, step 0.1, 50 steps) were chosen on
-    validation images (bundled test images 1500-1999, never the benchmark's): ``gamma`` and 50
-    steps with ``bench.matched_mode``, the step and ``dual_lr`` with ``bench.flips_solver``
-    against ALMA with the same cost (150 images per bundled model, 100 steps). There a step of
-    0.05-0.2 beat the earlier 0.01 on every structural judge at 90 % and 99 % on both models, and
-    ``dual_lr`` 0.1 beat 0.2 and 0.3; at 100 steps the flips beat ALMA on all four judges, at 50
-    steps on two of four (fmnist-cnn).
+    Settings were chosen on validation images (bundled test images 1500-1999, never the
+    benchmark's), and the best ones depend on how many images the worst case must fool:
+
+    * the defaults (start ``gamma`` 1000, ``dual_lr`` 0.2, step 0.01, 50 steps) for the compare
+      page, which matches PGD's damage at 1-8/255 (10-65 % of the images): there they need 0.72-0.89x
+      the budget of the budget search (``bench.matched_mode``), and a step of 0.05 needed 0.90-0.96x;
+    * :data:`HIGH_SUCCESS` (step 0.1, ``dual_lr`` 0.1, at 100 steps) for the matched-damage
+      benchmark's 90 % and 99 %: there they beat the defaults and ALMA with the same cost on every
+      structural judge, on both bundled models (``bench.flips_solver``).
 
     Args:
         model: Classifier on [0, 1] images.
@@ -73,18 +76,15 @@ class CheapestFlips(Attack):
     minimal = takes_step_size = takes_measure = True
 
     def __init__(self, model: nn.Module, *, measure: str | Measure = DEFAULT_COST, steps: int = 50,
-                 gamma: float = 1000.0, dual_lr: float | None = None, step_size: float | None = None, init_noise: float = 1e-3,
+                 gamma: float = 1000.0, dual_lr: float = 0.2, step_size: float = 0.01, init_noise: float = 1e-3,
                  kappa: float = 0.0, max_cost: float | None = None) -> None:
         super().__init__(model, loss="margin", kappa=kappa)
         self._measure = get_measure(measure) if isinstance(measure, str) else measure
         self.measure = self._measure.name
         self.steps = check_positive_int(steps, name="steps")
         self.gamma = check_positive(gamma, name="gamma")
-        # per step, so that over the pass log gamma can move 10 (a factor 22,000) whatever the steps
-        self.dual_lr = DUAL_TRAVEL / self.steps if dual_lr is None else check_positive(dual_lr, name="dual_lr")
-        # the first step, which the cosine shrinks to 0: longer passes afford a longer reach
-        self.step_size = (min(STEP_PER_STEP * self.steps, 0.1) if step_size is None
-                          else check_positive(step_size, name="step_size"))
+        self.dual_lr = check_positive(dual_lr, name="dual_lr")
+        self.step_size = check_positive(step_size, name="step_size")
         self.init_noise = check_positive(init_noise, name="init_noise")
         self.max_cost = None if max_cost is None else check_positive(max_cost, name="max_cost")
 

@@ -103,26 +103,11 @@ def train_model(
     cancelled = False
     for epoch in range(first_epoch, cfg.epochs):
         epoch_start = time.perf_counter()
-        # The run's own generators, one stream per (seed, epoch, rank): two runs in one process never share one.
-        noise_gen = torch.Generator(device).manual_seed(run_seed(cfg.seed, epoch, dist.rank))  # dropout, random starts
-        gen = torch.Generator().manual_seed(run_seed(cfg.seed, epoch, dist.rank, 1))  # flips, attack seeds
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.int64)
-        tally = _Tally(n, n_groups)
-        for i in range(steps):
-            if should_stop is not None and should_stop():
-                cancelled = True
-                break
-            batch = _batch(order[i * cfg.batch_size : (i + 1) * cfg.batch_size], cfg, gen, (x_all, y_all, g_all))
-            for pg in opt.param_groups:
-                pg["lr"] = lr_at(epoch * steps + i, total, cfg.lr)
-            ctx = StepContext(train_net, net, opt, gen, noise_gen, dist, (epoch * steps + i) / total)
-            with use_generator(net, noise_gen):
-                stats = method.step(batch, ctx)
-            tally.add(batch, stats)
-            if progress is not None:
-                progress(TrainProgress("step", epoch + 1, cfg.epochs, i + 1, steps, epoch * steps + i + 1, total,
-                                       float(stats.loss), stats.extra))
+        tally, cancelled = _train_epoch(epoch, order, steps, cfg=cfg, data=(x_all, y_all, g_all), n_groups=n_groups,
+                                        nets=(train_net, net), opt=opt, method=method, dist=dist, device=device,
+                                        progress=progress, should_stop=should_stop)
         if cancelled:
             break
         method.end_epoch(tally.touched, dist)
@@ -144,6 +129,31 @@ def train_model(
     if out_dir is not None and dist.rank == 0:
         save_trained(result, out_dir, half=half)
     return result
+
+
+def _train_epoch(epoch: int, order: torch.Tensor, steps: int, *, cfg: TrainConfig, data, n_groups: int, nets, opt,
+                 method, dist: Dist, device: torch.device, progress, should_stop) -> tuple[_Tally, bool]:
+    """One epoch's steps over ``order`` (this rank's examples); returns the tally and whether it was cancelled."""
+    train_net, net = nets
+    total = cfg.epochs * steps
+    # The run's own generators, one stream per (seed, epoch, rank): two runs in one process never share one.
+    noise_gen = torch.Generator(device).manual_seed(run_seed(cfg.seed, epoch, dist.rank))  # dropout, random starts
+    gen = torch.Generator().manual_seed(run_seed(cfg.seed, epoch, dist.rank, 1))  # flips, attack seeds
+    tally = _Tally(data[0].shape[0], n_groups)
+    for i in range(steps):
+        if should_stop is not None and should_stop():
+            return tally, True
+        batch = _batch(order[i * cfg.batch_size : (i + 1) * cfg.batch_size], cfg, gen, data)
+        for pg in opt.param_groups:
+            pg["lr"] = lr_at(epoch * steps + i, total, cfg.lr)
+        ctx = StepContext(train_net, net, opt, gen, noise_gen, dist, (epoch * steps + i) / total)
+        with use_generator(net, noise_gen):
+            stats = method.step(batch, ctx)
+        tally.add(batch, stats)
+        if progress is not None:
+            progress(TrainProgress("step", epoch + 1, cfg.epochs, i + 1, steps, epoch * steps + i + 1, total,
+                                   float(stats.loss), stats.extra))
+    return tally, False
 
 
 def _initial_model(model: nn.Module | None, cfg: TrainConfig, train: GroupDataset, *, copy_model: bool) -> nn.Module:
