@@ -74,16 +74,16 @@ def show_benchmark() -> None:
     """The matched-damage benchmark of every attack, as ``bench.matched_damage`` last wrote it."""
     results, examples = BENCHMARK / "results.json", BENCHMARK / "examples.png"
     if not results.is_file():
-        st.info("No benchmark results in assets/benchmark/heldout/fmnist-cnn-a: run `python -m bench.matched_damage "
-                "--split a --n 150 --steps 100 --no-investigate --out assets/benchmark/heldout/fmnist-cnn-a`.",
+        st.info("No benchmark results in assets/benchmark/heldout/fmnist-cnn-a: run `python -m bench.heldout "
+                "--model fmnist-cnn --split a`.",
                 icon=":material/info:")
         return
     st.caption("fmnist-cnn. Every attack tuned to the same attack success rate on the same 150 correctly classified "
                "held-out test images (subset a: bundled test images 0-749; defaults were chosen on 1500-1999), "
                "W-DRO and the minimal attacks at 100 steps, judged on measures it did not optimise (° marks the "
-               "one it does), ★ the best of the column; mean / median over the fooled images. "
-               "docs/imperceptibility-benchmark.md reads the result, "
-               "subset b and the other model.")
+               "one it does), ★ the best of the column; mean / median over the fooled images. W-DRO's row is "
+               "its one-pass solver (wdro-flips); wdro-ssim-padded is the budget search it replaced. "
+               "docs/imperceptibility-benchmark.md reads the result, subset b and the other model.")
     report = json.loads(results.read_text())
     for target, frame in benchmark_frames(report):
         st.markdown(f"**Matched success {target}**")

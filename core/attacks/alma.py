@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.attacks.base import Attack, Perturbation, register_attack
+from core.attacks.base import MeasuredAttack, Perturbation, register_attack
 from core.attacks.minimal import (
     BestAdversarial,
     check_levels,
@@ -28,7 +28,7 @@ from core.attacks.minimal import (
     is_adversarial,
     quantize,
 )
-from core.measures import PreparedCost, get_measure
+from core.measures import PreparedCost
 from core.validation import check_positive, check_positive_int
 
 _RMS_EPS = 1e-8  # RMSProp's denominator guard (adv_lib)
@@ -64,7 +64,7 @@ def penalty_p2_grad(y: torch.Tensor, rho: torch.Tensor, mu: torch.Tensor) -> tor
 
 
 @register_attack("alma-ssim")
-class ALMA(Attack):
+class ALMA(MeasuredAttack):
     """ALMA (Rony et al., ICCV 2021) with the SSIM distance ``1 - SSIM``: the least visible flip.
 
     Minimal-distortion attack: returns, per image, the adversarial iterate of lowest
@@ -163,8 +163,7 @@ class ALMA(Attack):
         levels: int | None = None,
     ) -> None:
         super().__init__(model)
-        self._measure = get_measure(measure)
-        self.measure = self._measure.name
+        self._use_measure(measure)
         self.steps = check_positive_int(steps, name="steps")
         self.init_lr_distance = None if init_lr_distance is None else check_positive(init_lr_distance, name="init_lr_distance")
         self.lr_init = check_positive(lr_init, name="lr_init")
@@ -184,13 +183,6 @@ class ALMA(Attack):
         self.logit_tolerance = float(logit_tolerance)
         self.max_cost = None if max_cost is None else check_positive(max_cost, name="max_cost")
         self.levels = check_levels(levels)
-
-    def _check(self, x: torch.Tensor) -> None:
-        self._measure.check(x.shape)
-
-    def _cost(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self._measure.cost(x, x_adv)
 
     def _perturb(self, x, y, target, generator) -> Perturbation:
         n, steps = x.shape[0], self.steps

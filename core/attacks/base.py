@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.measures import evaluate_measures
+from core.measures import Measure, evaluate_measures, get_measure
 from core.progress import Counter
 from core.registry import Registry
 from core.validation import check_images, check_labels
@@ -252,6 +252,24 @@ class Attack:
         loss = self.per_sample_loss(self.model(x_adv), y, target)
         (grad,) = torch.autograd.grad(loss.sum(), x_adv)
         return loss.detach(), grad
+
+
+class MeasuredAttack(Attack):
+    """An attack whose cost is a perceptual measure: it checks the image size against the measure and
+    reports the measure's cost (W-DRO, its cheapest flips, ALMA). Subclasses call :meth:`_use_measure`."""
+
+    _measure: Measure
+
+    def _use_measure(self, measure: str | Measure) -> None:
+        self._measure = get_measure(measure) if isinstance(measure, str) else measure
+        self.measure = self._measure.name
+
+    def _check(self, x: torch.Tensor) -> None:
+        self._measure.check(x.shape)
+
+    def _cost(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._measure.cost(x, x_adv)
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ import math
 import torch
 from torch import nn
 
-from core.attacks.base import Attack, Perturbation, register_attack
+from core.attacks.base import MeasuredAttack, Perturbation, register_attack
 from core.attacks.minimal import BestAdversarial, is_adversarial
 from core.attacks.wdro import clip_to
 from core.dro import AscentStep, penalised_ascent
-from core.measures import DEFAULT_COST, Measure, get_measure
+from core.measures import DEFAULT_COST, Measure
 from core.validation import check_positive, check_positive_int
 
 
@@ -36,7 +36,7 @@ HIGH_SUCCESS = {"step_size": 0.1, "dual_lr": 0.1}
 
 
 @register_attack("wdro-flips")
-class CheapestFlips(Attack):
+class CheapestFlips(MeasuredAttack):
     """W-DRO's ascent with one multiplier per image, keeping each image's cheapest flip.
 
     A minimal attack under W-DRO's transport cost: per image the fooled iterate of lowest
@@ -79,21 +79,13 @@ class CheapestFlips(Attack):
                  gamma: float = 1000.0, dual_lr: float = 0.2, step_size: float = 0.01, init_noise: float = 1e-3,
                  kappa: float = 0.0, max_cost: float | None = None) -> None:
         super().__init__(model, loss="margin", kappa=kappa)
-        self._measure = get_measure(measure) if isinstance(measure, str) else measure
-        self.measure = self._measure.name
+        self._use_measure(measure)
         self.steps = check_positive_int(steps, name="steps")
         self.gamma = check_positive(gamma, name="gamma")
         self.dual_lr = check_positive(dual_lr, name="dual_lr")
         self.step_size = check_positive(step_size, name="step_size")
         self.init_noise = check_positive(init_noise, name="init_noise")
         self.max_cost = None if max_cost is None else check_positive(max_cost, name="max_cost")
-
-    def _check(self, x: torch.Tensor) -> None:
-        self._measure.check(x.shape)
-
-    def _cost(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self._measure.cost(x, x_adv)
 
     def _perturb(self, x, y, target, generator) -> Perturbation:
         cost_of = self._measure.prepare(x)

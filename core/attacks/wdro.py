@@ -41,9 +41,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from core.attacks.base import Attack, LossName, Perturbation, register_attack
+from core.attacks.base import LossName, MeasuredAttack, Perturbation, register_attack
 from core.dro import BudgetMode, DualRule, budget_rule, check_budget_mode, fit_budget, penalised_ascent
-from core.measures import DEFAULT_COST, Measure, PreparedCost, get_measure
+from core.measures import DEFAULT_COST, Measure, PreparedCost
 from core.validation import check_positive, check_positive_int
 
 DualMethod = Literal["online", "bisection"]
@@ -52,7 +52,7 @@ ONE_FORM = "give exactly one of gamma (penalty form) or budget (budget form), go
 
 
 @register_attack("wdro")
-class WDRO(Attack):
+class WDRO(MeasuredAttack):
     """W-DRO attack with a perceptual transport cost.
 
     Args:
@@ -120,8 +120,7 @@ class WDRO(Attack):
         check_budget_mode(budget_mode)
         if dual not in ("online", "bisection"):
             raise ValueError(f"dual: expected 'online' or 'bisection', got {dual!r}")
-        self._measure = get_measure(measure) if isinstance(measure, str) else measure
-        self.measure = self._measure.name
+        self._use_measure(measure)
         self.gamma = None if gamma is None else check_positive(gamma, name="gamma")
         self.budget = None if budget is None else check_positive(budget, name="budget")
         self.budget_mode: BudgetMode = budget_mode
@@ -157,13 +156,6 @@ class WDRO(Attack):
         # The line search onto the budget, 30 rounds (training uses 12: see core.dro).
         x_adv = fit_budget(x, out.x_adv, cost_of, self.budget, mode=self.budget_mode, rounds=30)
         return Perturbation(x_adv=x_adv, steps=out.steps, gamma=out.gamma, nonfinite_steps=out.nonfinite_steps)
-
-    def _check(self, x: torch.Tensor) -> None:
-        self._measure.check(x.shape)
-
-    def _cost(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self._measure.cost(x, x_adv)
 
     def _pass(self, x, y, target, generator, cost_of: PreparedCost, log_gamma: torch.Tensor,
               dual: DualRule | None = None) -> Perturbation:
