@@ -43,7 +43,7 @@ from torch import nn
 
 from core.attacks import ALMA, DDN, PGDL2, WDRO, Attack, AttackResult, CheapestFlips, PerCAL, PGDLinf
 from core.attacks.cheapest_flips import HIGH_SUCCESS
-from core.services.compare import cheapest_fooled, correctly_classified, match_success
+from core.services.compare import benchmark_rows, cheapest_fooled, correctly_classified, match_success
 from core.evaluation import predict
 from core.measures import DEFAULT_COST, Measure, available_measures, evaluate_measures, get_measure
 
@@ -302,31 +302,12 @@ def examples_grid(x: torch.Tensor, outcomes: list[Outcome], path: Path, *, colum
 # -- tables ---------------------------------------------------------------------------------
 
 
-def table(outcomes: list[Outcome], judges: list[str], n: int) -> str:
-    label = {j: get_measure(j).label for j in judges}
-    head = ["attack", "optimises", "budget", "fooled"] + [f"{label[j]} {'↑' if get_measure(j).higher_is_better else '↓'}"
-                                                          for j in judges] + ["wall s"]
-    reached = [o for o in outcomes if o.stats and int(o.kept.sum()) >= math.ceil(o.target * n - 1e-9)]
-    best = {}
-    for j in judges:
-        values = [o.stats[j]["mean"] for o in reached] or [math.nan]
-        best[j] = max(values) if get_measure(j).higher_is_better else min(values)
+def table(report: dict, target: float) -> str:
+    """The markdown table of ``report`` at ``target`` (**bold**: the best of a column; °: the measure optimised)."""
+    rows = benchmark_rows(report, target, best=lambda cell: f"**{cell}**")
+    head = list(rows[0])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for o in outcomes:
-        fooled = f"{int(o.kept.sum())}/{n}" + ("" if o in reached else " (target not reached)")
-        cells = [o.entry.key, o.entry.optimises, f"{o.param:.4g}", fooled]
-        for j in judges:
-            mean, median = o.stats[j]["mean"], o.stats[j]["median"]
-            digits = 2 if j == "psnr" else 4
-            cell = f"{mean:.{digits}f} / {median:.{digits}f}"
-            if math.isclose(mean, best[j], rel_tol=0, abs_tol=1e-12):
-                cell = f"**{cell}**"
-            if o.entry.optimises == j:
-                cell += " °"
-            cells.append(cell)
-        cells.append(f"{o.wall_s:.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(row.values()) + " |" for row in rows])
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -396,16 +377,17 @@ def benchmark(model_name: str, args, log) -> dict:
     main_keys = {e.key for e in entries(args.steps, args.linf_cap, False)}
     examples_grid(x.cpu(), [o for o in all_outcomes[targets[0]] if o.entry.key in main_keys],
                   out / f"examples{suffix}.png")
-    tables = {t: table(all_outcomes[t], judges, n) for t in targets}
-    return {
+    report = {
         "model": model_name, "n": n, "judges": judges, "targets": targets, "score_s": score_s,
-        "steps": args.steps, "rounds": args.rounds, "notes": notes, "tables": {str(t): tables[t] for t in targets},
+        "steps": args.steps, "rounds": args.rounds, "notes": notes,
         "results": {str(t): {o.entry.key: {
             "optimises": o.entry.optimises, "budget": o.param, "achieved": o.result.success_rate,
             "kept": int(o.kept.sum()), "wall_s": o.wall_s, "search_s": o.search_s, "runs": o.runs,
             "stats": o.stats} for o in all_outcomes[t]} for t in targets},
         "frontier": curves,
     }
+    report["tables"] = {str(t): table(report, t) for t in targets}
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:

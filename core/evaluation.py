@@ -355,16 +355,15 @@ def evaluate_fairness(
     """
     say = progress or (lambda fraction, text: None)
     attacks = dict(attacks or {})
+    g = torch.as_tensor(g).cpu()  # group labels stay on the CPU (the metrics are numpy)
     say(0.0, "clean accuracy")
-    xc, yc, gc = (x, y, torch.as_tensor(g)) if clean is None else (t[clean.to(t.device)] for t in (x, y, torch.as_tensor(g)))
-    report = fairness_report(predict(model, xc).cpu(), yc.cpu(), gc.cpu(), group_names,
-                             bootstrap=bootstrap, seed=seed)
+    xc, yc, gc = (x, y, g) if clean is None else (x[clean.to(x.device)], y[clean.to(y.device)], g[clean.cpu()])
+    report = fairness_report(predict(model, xc).cpu(), yc.cpu(), gc, group_names, bootstrap=bootstrap, seed=seed)
     if attacked is not None:
-        index = attacked.to(x.device)
-        x, y, g = x[index], y[index], torch.as_tensor(g)[attacked.cpu()]
+        x, y, g = x[attacked.to(x.device)], y[attacked.to(y.device)], g[attacked.cpu()]
     under = {}
     for i, (key, attack) in enumerate(attacks.items()):
         batches = counting(say, f"under attack: {key}, images", start=i / len(attacks), span=1 / len(attacks))
-        under[key] = robust_fairness(model, x, y, torch.as_tensor(g).cpu(), attack, group_names, seed=seed,
-                                     bootstrap=bootstrap, batch_size=batch_size, progress=batches)
+        under[key] = robust_fairness(model, x, y, g, attack, group_names, seed=seed, bootstrap=bootstrap,
+                                     batch_size=batch_size, progress=batches)
     return FairnessEvaluation(clean=report, clean_images=len(yc), under_attack=under)

@@ -13,7 +13,8 @@ import streamlit as st
 import torch
 
 from core.services.compare import (
-    PGD_EPS, Comparison, SweepPoint, compare_ssim_linf, correctly_classified, frontier_points, paired_difference, run_pgd,
+    PGD_EPS, Comparison, SweepPoint, benchmark_rows, compare_ssim_linf, correctly_classified, frontier_points,
+    paired_difference, run_pgd,
 )
 from core.services.explore import perturbation_image, suggested_factor
 from pages.ui.figures import (
@@ -40,34 +41,10 @@ BENCHMARK = Path(__file__).resolve().parent.parent / "assets" / "benchmark" / "h
 
 
 def benchmark_frames(report: dict) -> list[tuple[str, pd.DataFrame]]:
-    """The tables of ``bench.matched_damage``'s results.json, one per matched success: ``[(target, frame), ...]``.
-
-    Cells are "mean / median" over the fooled images; ★ marks the best mean of a column among the attacks
-    that reached the target, ° the measure the attack optimises.
-    """
-    out = []
-    for target in report["targets"]:
-        rows = report["results"][str(target)]
-        need = math.ceil(target * report["n"] - 1e-9)
-        reached = {k: r for k, r in rows.items() if r["kept"] >= need}
-        table = []
-        for key, r in rows.items():
-            row = {"attack": key, "optimises": r["optimises"], "budget": f"{r['budget']:.4g}",
-                   "fooled": f"{r['kept']}/{report['n']}" + ("" if key in reached else " (target not reached)")}
-            for j in report["judges"]:
-                measure = MEASURES[j]
-                means = [x["stats"][j]["mean"] for x in reached.values()] or [math.nan]
-                best = max(means) if measure.higher_is_better else min(means)
-                digits = 2 if j == "psnr" else 4
-                mean, median = r["stats"][j]["mean"], r["stats"][j]["median"]
-                cell = f"{mean:.{digits}f} / {median:.{digits}f}"
-                cell += " ★" if key in reached and math.isclose(mean, best, rel_tol=0, abs_tol=1e-12) else ""
-                cell += " °" if r["optimises"] == j else ""
-                row[f"{measure.label} {'↑' if measure.higher_is_better else '↓'}"] = cell
-            row["wall s"] = f"{r['wall_s']:.1f}"
-            table.append(row)
-        out.append((f"{target:.0%}", pd.DataFrame(table)))
-    return out
+    """The tables of ``bench.matched_damage``'s results.json, one per matched success: ``[(target, frame), ...]``;
+    ★ marks the best of a column (:func:`core.services.compare.benchmark_rows`)."""
+    return [(f"{t:.0%}", pd.DataFrame(benchmark_rows(report, t, best=lambda cell: f"{cell} ★")))
+            for t in report["targets"]]
 
 
 def show_benchmark() -> None:

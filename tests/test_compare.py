@@ -118,3 +118,18 @@ def test_paired_difference_of_success_rates_has_an_honest_interval():
     assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same length"):
         paired_difference(a, b[:5])
+
+
+def test_benchmark_rows_reproduce_the_committed_tables():
+    """The page and bench.matched_damage share one table of a matched-damage run: it rebuilds every committed table.md."""
+    import json
+    from pathlib import Path
+
+    from bench.matched_damage import table
+
+    runs = sorted(Path(__file__).resolve().parent.parent.glob("assets/benchmark/heldout/*/results*.json"))
+    assert len(runs) >= 4
+    for path in runs:
+        report = json.loads(path.read_text())
+        for target in report["targets"]:
+            assert table(report, target) == report["tables"][str(target)], (path, target)

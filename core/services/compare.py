@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from core.attacks import Attack, AttackResult, CheapestFlips, PGDLinf
-from core.measures import DEFAULT_COST, evaluate_measures
+from core.measures import DEFAULT_COST, evaluate_measures, get_measure
 from core.progress import Report
 from core.validation import check_images, check_labels
 
@@ -377,3 +377,33 @@ def paired_difference(a: torch.Tensor, b: torch.Tensor) -> PairedDifference:
     mean = float(d.mean())
     se = float(d.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("inf")
     return PairedDifference(mean, max(-1.0, mean - 1.96 * se), min(1.0, mean + 1.96 * se), n)
+
+
+def benchmark_rows(report: dict, target: float, *, best: Callable[[str], str]) -> list[dict[str, str]]:
+    """The rows of a matched-damage report (``bench.matched_damage``'s ``results.json``) at ``target``.
+
+    One row per attack: name, the measure it optimises, budget, images fooled, "mean / median" of
+    every judge over the fooled images, wall time. ``best`` marks the best mean of a column among the
+    attacks that reached the target; a trailing ° marks the measure the attack optimises.
+    """
+
+    rows = report["results"][str(target)]
+    n = report["n"]
+    reached = {k for k, r in rows.items() if r["kept"] >= math.ceil(target * n - 1e-9)}
+    out = []
+    for key, r in rows.items():
+        row = {"attack": key, "optimises": r["optimises"], "budget": f"{r['budget']:.4g}",
+               "fooled": f"{r['kept']}/{n}" + ("" if key in reached else " (target not reached)")}
+        for j in report["judges"]:
+            measure = get_measure(j)
+            means = [rows[k]["stats"][j]["mean"] for k in reached] or [math.nan]
+            top = max(means) if measure.higher_is_better else min(means)
+            digits = 2 if j == "psnr" else 4
+            mean, median = r["stats"][j]["mean"], r["stats"][j]["median"]
+            cell = f"{mean:.{digits}f} / {median:.{digits}f}"
+            if key in reached and math.isclose(mean, top, rel_tol=0, abs_tol=1e-12):
+                cell = best(cell)
+            row[f"{measure.label} {'↑' if measure.higher_is_better else '↓'}"] = cell + (" °" if r["optimises"] == j else "")
+        row["wall s"] = f"{r['wall_s']:.1f}"
+        out.append(row)
+    return out
